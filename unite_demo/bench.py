@@ -1,0 +1,90 @@
+"""Speed of the built-in world on this machine: time to the first preview and to the final image
+with default settings and all three experts, and batched versus one-expert-at-a-time evaluation
+of the same run (same output, speed ratio).
+
+    python -m unite_demo.bench [--runs 5] [--steps N] [--faces-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from .examples import load_examples
+from .world import DEFAULTS, FACES_DIR, load_faces_world
+
+
+def timed_run(world, inputs: dict, batched: bool) -> tuple[float, float, torch.Tensor]:
+    """Seconds from the request (validation and text encoding included) to the first preview and
+    to the final image, and the final image."""
+    t0 = time.perf_counter()
+    first = None
+    for frame in world.generate(world.request(**inputs), batched=batched):
+        if first is None:
+            first = time.perf_counter() - t0
+        if frame.done:
+            final, image = time.perf_counter() - t0, frame.image
+    return first, final, image
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=DEFAULTS["steps"])
+    ap.add_argument("--sampler", default=DEFAULTS["sampler"])
+    ap.add_argument("--faces-dir", default=str(FACES_DIR))
+    args = ap.parse_args(argv)
+
+    t0 = time.perf_counter()
+    world = load_faces_world(Path(args.faces_dir))
+    loaded = time.perf_counter() - t0
+    world.warm_up()
+    warmed = time.perf_counter() - t0
+    ex = load_examples()[0]
+    print(f"machine: {platform.machine()} {platform.processor()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; world {world.name} at {world.image_size}x{world.image_size}")
+    print(f"load {loaded:.2f} s, load + warm-up {warmed:.2f} s")
+    print(f"settings: 3 experts (seg, sketch, text), {args.steps} steps, {args.sampler}, "
+          f"guidance {DEFAULTS['guidance']}, reliability {DEFAULTS['reliability']}")
+    results = {}
+    for batched in (True, False):
+        firsts, finals, image = [], [], None
+        for i in range(args.runs):
+            # A new caption each run, so text encoding is paid as a user pays it.
+            text = f"{ex.text} (run {i}, {'batched' if batched else 'loop'})"
+            inputs = dict(seg=ex.seg, sketch=ex.sketch, text=text, steps=args.steps, sampler=args.sampler, seed=0)
+            first, final, image = timed_run(world, inputs, batched)
+            firsts.append(first)
+            finals.append(final)
+        results[batched] = (statistics.median(firsts), statistics.median(finals), image)
+    # Same request through both paths, compared exactly.
+    inputs = dict(seg=ex.seg, sketch=ex.sketch, text=ex.text, steps=args.steps, sampler=args.sampler, seed=0)
+    img_b = timed_run(world, inputs, True)[2]
+    img_l = timed_run(world, inputs, False)[2]
+    diff = (img_b - img_l).abs().max().item()
+    mix_b = world.mixture(world.request(**inputs), batched=True)
+    mix_l = world.mixture(world.request(**inputs), batched=False)
+    cond = world.request(**inputs).tensors()
+    x = torch.zeros(1, 3, world.image_size, world.image_size)
+    ab = torch.tensor([0.5])
+    mix_b(x, ab, cond)
+    mix_l(x, ab, cond)
+    print()
+    print(f"{'evaluation':<28}{'first preview (s)':>18}{'final image (s)':>17}{'calls/step':>12}{'rows/step':>11}")
+    for batched, mix in ((True, mix_b), (False, mix_l)):
+        first, final, _ = results[batched]
+        name = "batched (per network)" if batched else "one expert row at a time"
+        print(f"{name:<28}{first:>18.3f}{final:>17.3f}{mix.calls:>12}{mix.rows:>11}")
+    ratio = results[False][1] / results[True][1]
+    print(f"\nspeed ratio (one-at-a-time / batched, final image): {ratio:.2f}x")
+    print(f"max |batched - one-at-a-time| on the final image: {diff:.2e} ({'within' if diff <= 1e-4 else 'OVER'} 1e-4)")
+    print(f"median of {args.runs} runs each; targets: first preview <= 0.3 s, final image <= 2 s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Unite and Conquer's generalized product of experts (Nair, Bandara, Patel, CVPR 2023),
+as one denoiser, so the sampler never knows there are several experts.
+
+    eps_hat(x_t) = sum_i beta_i eps_i(x_t, null) + s * sum_i r_i [eps_i(x_t, c_i) - eps_i(x_t, null)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from .experts import Expert, eps_to_x0, x0_to_eps
+
+
+def combine_eps(eps_null: Sequence[torch.Tensor], eps_cond: Sequence[torch.Tensor], reliability: Sequence[float],
+                beta: Sequence[float], guidance: float) -> torch.Tensor:
+    """The formula, and the only place it is written: per-expert null and conditional eps,
+    reliabilities r_i, prior weights beta_i (summing to 1) and the guidance scale s."""
+    prior = sum(b * e for b, e in zip(beta, eps_null))
+    guide = sum(r * (ec - en) for r, ec, en in zip(reliability, eps_cond, eps_null))
+    return prior + guidance * guide
+
+
+def prior_weights(reliability: Mapping[str, float], beta: Mapping[str, float] | None = None) -> dict[str, float]:
+    """beta_i = r_i / sum_j r_j by default; explicit beta is normalised to sum to 1.
+    With every r_i = 0 (or no experts active) the prior is an equal mix of all experts."""
+    names = list(reliability)
+    if beta is not None:
+        missing = [n for n in names if n not in beta]
+        if missing:
+            raise ValueError(f"explicit beta has no weight for {missing}; give one for each of {names}")
+        if any(not (beta[n] >= 0) for n in names) or sum(beta[n] for n in names) <= 0:
+            raise ValueError(f"beta weights must be >= 0 with a positive sum, got {dict(beta)}")
+        total = sum(beta[n] for n in names)
+        return {n: beta[n] / total for n in names}
+    total = sum(reliability.values())
+    if total <= 0:
+        return {n: 1.0 / len(names) for n in names}
+    return {n: reliability[n] / total for n in names}
+
+
+class ProductOfExperts:
+    """The combined denoiser: eps = poe(x_t, alpha_bar, cond), same signature as each expert.
+
+    reliability r_i >= 0 per expert name (0 removes the expert, prior included; a missing entry
+    counts as 0). Experts whose condition is absent from `cond` are off. Experts that share one
+    denoiser are evaluated in one batched call with one shared null row (N + 1 rows), others in one
+    call each of [conditional, null] rows. With clamp_x0 (default for pixel spaces) the combined
+    x0 is clamped to [-1, 1] and eps recomputed from it, as DDIM does.
+    """
+
+    def __init__(self, experts: Sequence[Expert], reliability: Mapping[str, float], guidance: float = 1.0,
+                 beta: Mapping[str, float] | None = None, clamp_x0: bool | None = None, batched: bool = True):
+        if not experts:
+            raise ValueError("a product of experts needs at least one expert")
+        names = [e.name for e in experts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"expert names must be unique, got {names}")
+        spaces = {e.denoiser.space for e in experts}
+        if len(spaces) > 1:
+            detail = ", ".join(f"{e.name}: {e.denoiser.space}" for e in experts)
+            raise ValueError(f"these experts live in different image spaces and cannot be combined ({detail})")
+        unknown = set(reliability) - set(names)
+        if unknown:
+            raise ValueError(f"reliability given for unknown expert(s) {sorted(unknown)}; experts are {sorted(names)}")
+        for name, r in reliability.items():
+            if not (r >= 0) or r == float("inf"):
+                raise ValueError(f"reliability of {name} must be a finite number >= 0, got {r}")
+        if not (guidance >= 0) or guidance == float("inf"):
+            raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
+        self.experts = sorted(experts, key=lambda e: e.name)  # order-independent sums
+        self.reliability = {e.name: float(reliability.get(e.name, 0.0)) for e in self.experts}
+        self.guidance = float(guidance)
+        self.beta = beta
+        self.space = spaces.pop()
+        self.reads = tuple(sorted({k for e in self.experts for k in e.reads}))
+        self.clamp_x0 = self.space.startswith("pixel") if clamp_x0 is None else clamp_x0
+        self.batched = batched
+        self.calls = 0  # network calls made so far (for benchmarks)
+        self.rows = 0  # rows evaluated so far
+
+    def active(self, cond: Mapping[str, torch.Tensor]) -> list[Expert]:
+        """Experts with r > 0 whose conditions are all present."""
+        return [e for e in self.experts if self.reliability[e.name] > 0 and all(k in cond for k in e.reads)]
+
+    def _call(self, denoiser, x_t, alpha_bar, cond):
+        self.calls += 1
+        self.rows += x_t.shape[0]
+        return denoiser(x_t, alpha_bar, cond)
+
+    def _evaluate(self, experts: list[Expert], x_t, alpha_bar, cond):
+        """Null and conditional eps per expert, batching the rows of each shared denoiser."""
+        eps_null, eps_cond = {}, {}
+        groups: dict[int, list[Expert]] = {}
+        for e in experts:
+            groups.setdefault(id(e.denoiser), []).append(e)
+        b = x_t.shape[0]
+        for group in groups.values():
+            den = group[0].denoiser
+            if not self.batched:
+                null = self._call(den, x_t, alpha_bar, {})
+                for e in group:
+                    eps_null[e.name] = null
+                    eps_cond[e.name] = self._call(den, x_t, alpha_bar, {k: cond[k] for k in e.reads})
+                continue
+            n_rows = len(group) + 1  # one conditional row per expert, then the shared null row
+            keys = sorted({k for e in group for k in e.reads})
+            rows = {k: torch.cat([cond[k] if k in e.reads else torch.zeros_like(cond[k]) for e in group]
+                                 + [torch.zeros_like(cond[k])]) for k in keys}  # (n_rows*B, ...)
+            out = self._call(den, x_t.repeat(n_rows, 1, 1, 1), alpha_bar.repeat(n_rows), rows)  # (n_rows*B, C, H, W)
+            chunks = out.split(b)
+            for e, chunk in zip(group, chunks):
+                eps_cond[e.name] = chunk
+                eps_null[e.name] = chunks[-1]
+        return eps_null, eps_cond
+
+    @torch.inference_mode()
+    def __call__(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        active = self.active(cond)
+        if active:
+            eps_null, eps_cond = self._evaluate(active, x_t, alpha_bar, cond)
+            r = {e.name: self.reliability[e.name] for e in active}
+            beta = prior_weights(r, self.beta)
+            names = [e.name for e in active]
+            eps = combine_eps([eps_null[n] for n in names], [eps_cond[n] for n in names],
+                              [r[n] for n in names], [beta[n] for n in names], self.guidance)
+        else:
+            # No condition to follow: sample the mixed prior of all experts.
+            eps_null = self._evaluate_null(x_t, alpha_bar)
+            beta = prior_weights({e.name: 0.0 for e in self.experts}, self.beta)
+            eps = sum(beta[n] * eps_null[n] for n in eps_null)
+        if self.clamp_x0:
+            eps = x0_to_eps(eps_to_x0(eps, x_t, alpha_bar).clamp(-1, 1), x_t, alpha_bar)
+        return eps
+
+    def _evaluate_null(self, x_t, alpha_bar) -> dict[str, torch.Tensor]:
+        """Each expert's null eps, one call per distinct denoiser."""
+        eps_null: dict[str, torch.Tensor] = {}
+        by_denoiser: dict[int, torch.Tensor] = {}
+        for e in self.experts:
+            key = id(e.denoiser)
+            if key not in by_denoiser:
+                by_denoiser[key] = self._call(e.denoiser, x_t, alpha_bar, {})
+            eps_null[e.name] = by_denoiser[key]
+        return eps_null

@@ -1,0 +1,269 @@
+"""Conditions: the one place where inputs are validated, normalised and encoded into the tensors
+the experts read (seg one-hot, sketch strokes, caption embedding)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .faces import NUM_CLASSES, PALETTE, PALETTE_RGB
+from .text import encode_captions
+
+
+def seg_tensor(seg: np.ndarray) -> torch.Tensor:
+    """(H,W) class ids -> (K,H,W) one-hot float."""
+    ids = torch.from_numpy(np.ascontiguousarray(seg)).long()
+    return torch.nn.functional.one_hot(ids, NUM_CLASSES).permute(2, 0, 1).float()  # (K, H, W)
+
+
+def sketch_tensor(sketch: np.ndarray) -> torch.Tensor:
+    """(H,W) uint8, strokes > 127 -> (2,H,W): [stroke in {0,1}, present = 1]."""
+    strokes = torch.from_numpy((np.asarray(sketch) > 127).astype(np.float32))
+    return torch.stack([strokes, torch.ones_like(strokes)])  # (2, H, W)
+
+
+def null_conditions(batch: int, size: int) -> dict[str, torch.Tensor]:
+    """All-zero conditions: the null (unconditional) input of every modality."""
+    return {
+        "seg": torch.zeros(batch, NUM_CLASSES, size, size),
+        "sketch": torch.zeros(batch, 2, size, size),
+        "text": torch.zeros(batch, 384),
+    }
+
+
+def face_conditions(faces, modalities=("seg", "sketch", "text")) -> dict[str, torch.Tensor]:
+    """Training batch: the listed modalities of these faces, the others null."""
+    size = faces[0].image.shape[0]
+    cond = null_conditions(len(faces), size)
+    if "seg" in modalities:
+        cond["seg"] = torch.stack([seg_tensor(f.seg) for f in faces])
+    if "sketch" in modalities:
+        cond["sketch"] = torch.stack([sketch_tensor(f.sketch) for f in faces])
+    if "text" in modalities:
+        cond["text"] = encode_captions([f.caption for f in faces])
+    return cond
+
+
+def image_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """(H,W,3) uint8 images -> (B,3,H,W) in [-1, 1]."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+    return x / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) in [-1, 1] -> (B,H,W,3) uint8."""
+    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# User inputs (CLI, page, API): validated here and nowhere else.
+
+MAX_SIDE = 4096  # larger images are refused from their header, before decoding
+MAX_TEXT_CHARS = 1000
+PALETTE_TOLERANCE = 60.0  # RGB distance within which a pixel counts as a palette colour
+MAX_OFF_PALETTE = 0.02  # strict maps: at most this share of pixels may be off the palette
+
+
+class ConditionError(ValueError):
+    """A user input that cannot be used; the message names the input and what is accepted."""
+
+
+def open_image(source, what: str) -> Image.Image:
+    """A path, bytes-like file, PIL image or (H,W[,C]) array -> PIL image, refusing unreadable,
+    empty and oversized images before decoding them whole."""
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        if source.ndim not in (2, 3) or source.size == 0:
+            raise ConditionError(f"{what}: expected an image array of shape (H,W) or (H,W,C), got {source.shape}")
+        arr = source
+        if arr.dtype != np.uint8:
+            hi = float(np.nanmax(arr)) if arr.size else 0.0
+            arr = np.nan_to_num(arr.astype(np.float64) * (255.0 / hi if hi > 255 else (255.0 if hi <= 1 else 1.0)))
+            arr = arr.clip(0, 255).astype(np.uint8)
+        img = Image.fromarray(arr)
+    else:
+        try:
+            img = Image.open(source)
+        except FileNotFoundError:
+            raise ConditionError(f"{what}: file not found: {source}") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise ConditionError(f"{what}: cannot read the image ({e}); accepted: PNG, JPEG, WebP, BMP") from None
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ConditionError(f"{what}: the image is empty ({w}x{h})")
+    if max(w, h) > MAX_SIDE:
+        raise ConditionError(f"{what}: the image is {w}x{h}; at most {MAX_SIDE}x{MAX_SIDE} is accepted")
+    try:
+        img.load()
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ConditionError(f"{what}: the image file is damaged ({e})") from None
+    return img
+
+
+def _rgb_on(img: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
+    """Any mode (RGBA, LA, P, L, I;16, CMYK, ...) -> (H,W,3) uint8; transparency over `background`."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = (arr / max(arr.max(), 1.0) * 255.0) if arr.max() > 255 else arr
+        img = Image.fromarray(arr.clip(0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        img = Image.fromarray(np.nan_to_num(np.asarray(img)).clip(0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*background, 255))
+        return np.asarray(Image.alpha_composite(base, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def _labels_down(labels: np.ndarray, size: int) -> np.ndarray:
+    """Class ids (H,W) at any size -> (size,size) by majority vote per area (never interpolate labels)."""
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64)), NUM_CLASSES)
+    onehot = onehot.permute(2, 0, 1)[None].float()  # (1, K, H, W)
+    votes = torch.nn.functional.interpolate(onehot, size=(size, size), mode="area")  # (1, K, size, size)
+    return votes[0].argmax(0).numpy().astype(np.uint8)
+
+
+def seg_from_image(source, size: int, strict: bool = True) -> np.ndarray:
+    """A painted segmentation map -> (size,size) class ids by nearest palette colour.
+    strict: refuse maps where more than 2% of the pixels are far from every palette colour."""
+    rgb = _rgb_on(open_image(source, "segmentation map"), tuple(int(c) for c in PALETTE_RGB[0])).astype(np.float32)
+    d = np.linalg.norm(rgb[:, :, None, :] - PALETTE_RGB[None, None].astype(np.float32), axis=-1)  # (H, W, K)
+    labels = d.argmin(-1)
+    off = d.min(-1) > PALETTE_TOLERANCE
+    if strict and off.mean() > MAX_OFF_PALETTE:
+        colours, counts = np.unique(rgb[off].astype(np.uint8).reshape(-1, 3), axis=0, return_counts=True)
+        worst = ", ".join(str(tuple(int(v) for v in c)) for c in colours[np.argsort(-counts)[:3]])
+        accepted = ", ".join(f"{name} {rgb_}" for _, name, rgb_ in PALETTE)
+        raise ConditionError(f"segmentation map: {off.mean():.0%} of the pixels are not palette colours "
+                             f"(e.g. {worst}); accepted colours: {accepted}")
+    return _labels_down(labels, size)
+
+
+def sketch_from_image(source, size: int) -> np.ndarray:
+    """A drawing -> (size,size) uint8 sketch, white strokes (255) on black, in the polarity the
+    sketch expert was trained on: light paper with dark strokes is inverted."""
+    gray = _rgb_on(open_image(source, "sketch"), (0, 0, 0)).astype(np.float32).mean(-1) / 255.0  # (H, W)
+    if np.median(gray) > 0.5:
+        gray = 1.0 - gray
+    t = torch.from_numpy(gray)[None, None]  # (1, 1, H, W)
+    if gray.shape != (size, size):
+        # Coverage of each output pixel; a stroke covering a fifth of it counts.
+        t = torch.nn.functional.interpolate(t, size=(size, size), mode="area")
+        t = t / max(float(t.max()), 1e-6) * (t.max() > 0.02)
+        return np.where(t[0, 0].numpy() > 0.2, 255, 0).astype(np.uint8)
+    return np.where(gray > 0.5, 255, 0).astype(np.uint8)
+
+
+def check_text(text) -> str | None:
+    """A caption: stripped; empty -> None (text off); too long or not text -> ConditionError."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ConditionError(f"text: expected a string, got {type(text).__name__}")
+    text = " ".join(text.split())
+    if len(text) > MAX_TEXT_CHARS:
+        raise ConditionError(f"text: {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted")
+    return text or None
+
+
+def check_number(name: str, value, lo: float, hi: float) -> float:
+    """A finite number in [lo, hi], or ConditionError naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}") from None
+    if not np.isfinite(v) or not lo <= v <= hi:
+        raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}")
+    return v
+
+
+def parse_reliability(spec: str, modalities: tuple[str, ...], max_value: float = 3.0) -> dict[str, float]:
+    """'seg=1,sketch=0.5,text=2' -> {'seg': 1.0, ...}; unknown names and bad numbers are refused."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ConditionError(f"reliability: expected name=value pairs like seg=1,text=0.5, got {part!r}")
+        if name not in modalities:
+            raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
+        out[name] = check_number(f"reliability of {name}", value, 0.0, max_value)
+    return out
+
+
+@dataclass
+class Request:
+    """A validated generation request; conditions already at the world's resolution."""
+
+    seg: np.ndarray | None = None  # (S,S) class ids
+    sketch: np.ndarray | None = None  # (S,S) uint8, 255 = stroke
+    text: str | None = None
+    reliability: dict[str, float] = field(default_factory=dict)
+    guidance: float = 1.0
+    steps: int = 20
+    seed: int = 0
+    sampler: str = "dpmpp"
+    notes: tuple[str, ...] = ()  # what was switched off and why, for the user
+
+    def present(self) -> tuple[str, ...]:
+        return tuple(m for m in ("seg", "sketch", "text") if getattr(self, m) is not None)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Batch-1 condition tensors of the modalities present."""
+        cond = {}
+        if self.seg is not None:
+            cond["seg"] = seg_tensor(self.seg)[None]  # (1, K, S, S)
+        if self.sketch is not None:
+            cond["sketch"] = sketch_tensor(self.sketch)[None]  # (1, 2, S, S)
+        if self.text is not None:
+            cond["text"] = encode_captions([self.text])  # (1, 384)
+        return cond
+
+
+MAX_SEED = 2**32 - 1
+MAX_GUIDANCE = 20.0
+MAX_RELIABILITY = 3.0
+
+
+def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=None, text=None,
+                 reliability: dict | str | None = None, guidance=1.0, steps=20, seed=0, sampler="dpmpp",
+                 samplers: tuple[str, ...] = ("dpmpp", "ddim"), strict_palette: bool = True,
+                 max_steps: int = 200, default_reliability: dict[str, float] | None = None) -> Request:
+    """Validate and normalise every input of one generation; raise ConditionError on the first bad one.
+    Images may be paths, PIL images or arrays; an empty sketch or caption switches that modality off.
+    Reliability: a dict or 'seg=1,text=0.5'; modalities not named take default_reliability (else 1)."""
+    notes = []
+    if isinstance(reliability, str):
+        reliability = parse_reliability(reliability, modalities, MAX_RELIABILITY)
+    reliability = dict(reliability or {})
+    for name in reliability:
+        if name not in modalities:
+            raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
+    reliability = {**(default_reliability or {}), **reliability}
+    rel = {m: check_number(f"reliability of {m}", reliability.get(m, 1.0), 0.0, MAX_RELIABILITY) for m in modalities}
+    guidance = check_number("guidance", guidance, 0.0, MAX_GUIDANCE)
+    if isinstance(steps, float) and steps.is_integer():
+        steps = int(steps)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= max_steps:
+        raise ConditionError(f"steps: expected a whole number from 1 to {max_steps}, got {steps!r}")
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConditionError(f"seed: expected a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    if sampler not in samplers:
+        raise ConditionError(f"sampler: unknown sampler {sampler!r}; accepted: {', '.join(samplers)}")
+    seg_ids = seg_from_image(seg, size, strict=strict_palette) if seg is not None else None
+    sketch_px = sketch_from_image(sketch, size) if sketch is not None else None
+    if sketch_px is not None and not sketch_px.any():
+        notes.append("sketch is empty (no strokes): the sketch expert is off")
+        sketch_px = None
+    text = check_text(text)
+    for m, value in (("seg", seg_ids), ("sketch", sketch_px), ("text", text)):
+        if m in modalities and value is not None and rel[m] == 0:
+            notes.append(f"{m} reliability is 0: the {m} expert is off")
+    return Request(seg_ids, sketch_px, text, rel, guidance, steps, seed, sampler, tuple(notes))

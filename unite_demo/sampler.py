@@ -1,0 +1,65 @@
+"""Sampling any denoiser with diffusers' schedulers, yielding the predicted x0 after every step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+from .experts import Denoiser, eps_to_x0
+
+SAMPLERS = ("dpmpp", "ddim")
+MIN_STEPS, MAX_STEPS = 1, 200
+
+
+@dataclass
+class Frame:
+    """One sampler step: the x0 preview (B,C,H,W), or the final sample when done."""
+
+    step: int  # 1-based
+    total: int
+    image: torch.Tensor
+    done: bool = False
+
+
+def make_sampler(name: str, num_train_timesteps: int, beta_schedule: str):
+    """A diffusers scheduler on the master schedule; the mixture always predicts epsilon."""
+    common = dict(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, prediction_type="epsilon",
+                  timestep_spacing="trailing")
+    if name == "dpmpp":
+        return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **common)
+    if name == "ddim":
+        return DDIMScheduler(clip_sample=False, **common)
+    raise ValueError(f"unknown sampler {name!r}; accepted: {', '.join(SAMPLERS)}")
+
+
+def check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not MIN_STEPS <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be a whole number from {MIN_STEPS} to {MAX_STEPS}, got {steps!r}")
+    return steps
+
+
+@torch.inference_mode()
+def sample(denoiser: Denoiser, cond: Mapping[str, torch.Tensor], shape: tuple[int, ...], *, steps: int,
+           sampler: str = "dpmpp", generator: torch.Generator, num_train_timesteps: int = 1000,
+           beta_schedule: str = "squaredcos_cap_v2") -> Iterator[Frame]:
+    """Yield a Frame with the x0 preview after each of the `steps` steps, then the final sample
+    (done=True).
+    Deterministic for a given generator state."""
+    check_steps(steps)
+    sched = make_sampler(sampler, num_train_timesteps, beta_schedule)
+    sched.set_timesteps(steps)
+    alphas_cumprod = sched.alphas_cumprod
+    x = torch.randn(shape, generator=generator)
+    timesteps = list(sched.timesteps)
+    for k, t in enumerate(timesteps, start=1):
+        alpha_bar = alphas_cumprod[int(t)].float().expand(shape[0])  # (B,)
+        eps = denoiser(x, alpha_bar, cond)
+        if not torch.isfinite(eps).all():
+            raise FloatingPointError(f"the model produced non-finite values at step {k} of {len(timesteps)}")
+        x0 = eps_to_x0(eps, x, alpha_bar)
+        x = sched.step(eps, t, x, generator=generator).prev_sample
+        yield Frame(k, len(timesteps), x0.clamp(-1, 1))
+    yield Frame(len(timesteps), len(timesteps), x.clamp(-1, 1), done=True)

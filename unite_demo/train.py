@@ -1,0 +1,306 @@
+"""Train a cartoon-faces network from scratch or from the shared base, on its own split.
+
+    python -m unite_demo.train --expert base --minutes 40
+    python -m unite_demo.train --expert seg --init checkpoints/base/last.safetensors --minutes 12
+    python -m unite_demo.train --expert seg --export      # EMA weights -> assets/experts/seg.safetensors
+
+Data is generated on the fly from the expert's own seed split (faces.SPLITS); nothing is
+downloaded. v-prediction with min-SNR weighting, condition dropout, EMA, a loss log, and
+resumable checkpoints (safetensors, no pickles) so training can go on across sittings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+from safetensors.torch import load_file, save_file
+
+from .conditions import face_conditions, image_tensor
+from .faces import SPLITS, make_face
+from .model import FaceUNet, FaceUNetConfig, read_metadata, save_face_unet
+
+EXPERT_MODALITIES = {"base": (), "seg": ("seg",), "sketch": ("sketch",), "text": ("text",),
+                     "joint": ("seg", "sketch", "text")}
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ASSETS = ROOT / "assets" / "experts"
+
+
+def make_scheduler(config: FaceUNetConfig) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
+                         prediction_type=config.prediction_type)
+
+
+def batch_for_step(expert: str, seed: int, step: int, batch: int, size: int, p_drop: float):
+    """The batch of step `step`: faces from the expert's split, then condition dropout per row."""
+    split = SPLITS["base" if expert == "base" else expert]
+    rng = np.random.default_rng([seed, step])
+    faces = [make_face(int(s), size) for s in rng.integers(split.start, split.stop, batch)]
+    x0 = image_tensor([f.image for f in faces])
+    cond = face_conditions(faces, EXPERT_MODALITIES[expert])
+    for name in EXPERT_MODALITIES[expert]:
+        keep = torch.from_numpy(rng.random(batch) >= p_drop).float()  # (B,)
+        cond[name] = cond[name] * keep.view(-1, *([1] * (cond[name].dim() - 1)))
+    return x0, cond
+
+
+def training_loss(model: FaceUNet, sched: DDPMScheduler, x0, cond, gen: torch.Generator, snr_gamma=5.0):
+    """min-SNR-weighted v-prediction (or eps) loss at uniformly drawn timesteps."""
+    b = x0.shape[0]
+    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    x_t = sched.add_noise(x0, noise, t)
+    alpha_bar = sched.alphas_cumprod[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    if model.config.prediction_type == "v_prediction":
+        target = sched.get_velocity(x0, noise, t)
+        weight = snr.clamp(max=snr_gamma) / (snr + 1)
+    else:
+        target = noise
+        weight = snr.clamp(max=snr_gamma) / snr
+    pred = model(x_t, t.float(), cond["seg"], cond["sketch"], cond["text"])
+    per_row = (pred - target).pow(2).mean(dim=(1, 2, 3))  # (B,)
+    return (weight * per_row).mean()
+
+
+def _ckpt_path(out: Path) -> Path:
+    return out / "last.safetensors"
+
+
+def save_checkpoint(out: Path, model, ema, opt, state: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    for i, p in enumerate(model.parameters()):
+        st = opt.state.get(p)
+        if st:
+            tensors[f"opt.{i}.exp_avg"] = st["exp_avg"]
+            tensors[f"opt.{i}.exp_avg_sq"] = st["exp_avg_sq"]
+            tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"]).reshape(1).float()
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {"config": json.dumps(asdict(model.config)), "state": json.dumps(state)}
+    tmp = out / "last.tmp"
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(_ckpt_path(out))
+
+
+def load_checkpoint(path: Path, model, ema, opt) -> dict:
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    for i, p in enumerate(model.parameters()):
+        if f"opt.{i}.exp_avg" in tensors:
+            opt.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"].to(p.device),
+                            "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(p.device),
+                            "step": tensors[f"opt.{i}.step"].reshape(()).cpu()}
+    return json.loads(read_metadata(path)["state"])
+
+
+def init_from(path: Path, model: FaceUNet) -> None:
+    """Start from another network's weights (the shared unconditional base), EMA if present."""
+    tensors = load_file(str(path))
+    key = "ema." if any(k.startswith("ema.") for k in tensors) else ""
+    state = {k[len(key):]: v.float() for k, v in tensors.items() if k.startswith(key)} if key else \
+        {k: v.float() for k, v in tensors.items()}
+    model.load_state_dict(state)
+
+
+def train(args) -> Path:
+    out = Path(args.out or ROOT / "checkpoints" / args.expert)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = FaceUNetConfig(modalities=EXPERT_MODALITIES[args.expert], image_size=args.size,
+                            channels=tuple(args.channels))
+    with torch.random.fork_rng(devices=[]):  # reproducible initial weights, global RNG untouched
+        torch.manual_seed(args.seed)
+        model = FaceUNet(config).to(device)
+    ema = FaceUNet(config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    state = {"step": 0, "seconds": 0.0, "init": None, "expert": args.expert, "batch": args.batch,
+             "lr": args.lr, "seed": args.seed, "device_history": []}
+    if _ckpt_path(out).exists():
+        state = load_checkpoint(_ckpt_path(out), model, ema, opt)
+        print(f"resumed {args.expert} at step {state['step']} ({state['seconds'] / 60:.1f} min so far)")
+    else:
+        if args.init:
+            init_from(Path(args.init), model)
+            state["init"] = str(args.init)
+        ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    sched = make_scheduler(config)
+    sched.alphas_cumprod = sched.alphas_cumprod.to(device)
+    p_drop = 0.0 if args.expert == "base" else args.p_drop
+    log_path = out / "loss.csv"
+    new_log = not log_path.exists()
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "loss", "lr", "seconds"])
+    start, start_step, running = time.time(), state["step"], []
+    hw = f"{platform.processor() or platform.machine()} {torch.get_num_threads()} threads" if device.type == "cpu" \
+        else torch.cuda.get_device_name(device)
+    if hw not in state["device_history"]:
+        state["device_history"].append(hw)
+    deadline = start + args.minutes * 60 if args.minutes else math.inf
+    target = start_step + args.steps if args.steps else math.inf
+    model.train()
+    while time.time() < deadline and state["step"] < target:
+        step = state["step"]
+        x0, cond = batch_for_step(args.expert, args.seed, step, args.batch, args.size, p_drop)
+        x0, cond = x0.to(device), {k: v.to(device) for k, v in cond.items()}
+        gen = torch.Generator(device=device).manual_seed(args.seed * 1_000_003 + step)
+        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = training_loss(model, sched, x0, cond, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        running.append(loss.item())
+        state["step"] = step + 1
+        if state["step"] % args.log_every == 0:
+            elapsed = state["seconds"] + time.time() - start
+            writer.writerow([state["step"], f"{np.mean(running):.5f}", f"{lr:.2e}", f"{elapsed:.1f}"])
+            log.flush()
+            print(f"{args.expert} step {state['step']} loss {np.mean(running):.4f} "
+                  f"{(time.time() - start) / (state['step'] - start_step):.3f}s/step", flush=True)
+            running = []
+        if state["step"] % args.save_every == 0:
+            save_checkpoint(out, model, ema, opt, {**state, "seconds": state["seconds"] + time.time() - start})
+    state["seconds"] += time.time() - start
+    save_checkpoint(out, model, ema, opt, state)
+    log.close()
+    print(f"saved {_ckpt_path(out)} at step {state['step']} ({state['seconds'] / 60:.1f} min in all)")
+    return _ckpt_path(out)
+
+
+def export(args) -> Path:
+    """EMA weights of the checkpoint -> assets/experts/<expert>.safetensors (fp16) + model card."""
+    from .model import load_face_unet  # noqa: F401  (the exported file must load back)
+    ckpt = _ckpt_path(Path(args.out or ROOT / "checkpoints" / args.expert))
+    meta = read_metadata(ckpt)
+    config = FaceUNetConfig.from_dict(json.loads(meta["config"]))
+    state = json.loads(meta["state"])
+    ema = FaceUNet(config)
+    tensors = load_file(str(ckpt))
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    log = list(csv.DictReader(open(ckpt.parent / "loss.csv")))
+    final_loss = float(np.mean([float(r["loss"]) for r in log[-5:]])) if log else None
+    split = SPLITS["base" if args.expert == "base" else args.expert]
+    config.extra = {
+        "expert": args.expert,
+        "split": f"faces.SPLITS[{args.expert!r}] = seeds {split.start}..{split.stop - 1}",
+        "steps": state["step"], "batch": state["batch"], "lr": state["lr"],
+        "wall_minutes": round(state["seconds"] / 60, 1), "hardware": state["device_history"],
+        "init": state.get("init"), "final_loss": None if final_loss is None else round(final_loss, 5),
+    }
+    ema.config = config
+    dest = Path(args.assets) / f"{args.expert}.safetensors"
+    save_face_unet(ema, dest)
+    print(f"exported {dest} ({dest.stat().st_size / 1e6:.1f} MB): {json.dumps(config.extra)}")
+    if args.expert != "base":
+        write_card(dest, ckpt.parent / "loss.csv")
+    return dest
+
+
+CARD_FACES = 8
+
+
+def write_card(weights: Path, loss_csv: Path, guidance: float = 2.0, steps: int = 20) -> None:
+    """Model card next to the weights: training record and a sample grid on held-out faces
+    (top row: the condition the expert reads; bottom row: its sample, guidance s, DPM-Solver++)."""
+    from PIL import Image
+
+    from .combine import ProductOfExperts
+    from .faces import seg_to_rgb
+    from .sampler import sample
+    from .world import _faces_expert
+
+    expert, extra = _faces_expert(weights, weights.stem)
+    size = expert.denoiser.net.config.image_size
+    faces = [make_face(SPLITS["heldout"].start + k, size) for k in range(CARD_FACES)]
+    poe = ProductOfExperts([expert], {expert.name: 1.0}, guidance=guidance)
+    tops, samples, captions = [], [], []
+    for k, face in enumerate(faces):
+        cond = {key: v[:1] for key, v in face_conditions([face], expert.reads).items() if key in expert.reads}
+        frames = list(sample(poe, cond, (1, 3, size, size), steps=steps, generator=torch.Generator().manual_seed(k)))
+        samples.append(to_uint8_image(frames[-1].image))
+        if "seg" in expert.reads:
+            tops.append(seg_to_rgb(face.seg))
+        elif "sketch" in expert.reads:
+            tops.append(np.repeat(face.sketch[:, :, None], 3, axis=2))
+        else:
+            tops.append(face.image)
+        captions.append(face.caption)
+    grid = np.concatenate([np.concatenate(tops, 1), np.concatenate(samples, 1)], 0)
+    grid_path = weights.with_name(f"{weights.stem}_samples.png")
+    Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.Resampling.NEAREST).save(grid_path)
+    rows = list(csv.DictReader(open(loss_csv)))
+    first = rows[0]["loss"] if rows else "n/a"
+    top_row = {"seg": "the segmentation map it was given", "sketch": "the sketch it was given"}
+    what = top_row.get(expert.reads[0], "the held-out face whose caption it was given") if expert.reads else ""
+    lines = [f"# {weights.stem} expert (cartoon-faces)", "",
+             f"Reads: {', '.join(expert.reads)}. Written by `python -m unite_demo.train --expert {weights.stem} "
+             f"--export` from the EMA weights.", "",
+             "| field | value |", "| --- | --- |"]
+    for key in ("split", "init", "steps", "batch", "lr", "wall_minutes", "hardware", "final_loss"):
+        lines.append(f"| {key} | {extra.get(key)} |")
+    lines += [f"| first logged loss | {first} |", f"| architecture | {json.dumps(asdict(expert.denoiser.net.config) | {'extra': '...'})} |",
+              "", f"![samples]({grid_path.name})", "",
+              f"Top row: {what}; bottom row: this expert alone on held-out faces "
+              f"(seeds {SPLITS['heldout'].start}..{SPLITS['heldout'].start + CARD_FACES - 1}), "
+              f"guidance {guidance}, {steps} DPM-Solver++ steps, generator seed = column."]
+    if expert.reads == ("text",) or "text" in expert.reads:
+        lines += ["", "Captions, left to right:", ""] + [f"{k}. {c}" for k, c in enumerate(captions)]
+    weights.with_name(f"{weights.stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {grid_path} and {weights.with_name(weights.stem + '.md')}")
+
+
+def to_uint8_image(x: torch.Tensor) -> np.ndarray:
+    from .conditions import to_uint8
+
+    return to_uint8(x)[0]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--expert", required=True, choices=sorted(EXPERT_MODALITIES))
+    ap.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0: no limit)")
+    ap.add_argument("--steps", type=int, default=0, help="stop after this many more steps (0: no limit)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--p-drop", type=float, default=0.15, help="condition dropout probability")
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--channels", type=int, nargs="+", default=[64, 128, 128])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="start from this checkpoint's (EMA) weights, e.g. the base")
+    ap.add_argument("--out", help="checkpoint folder (default checkpoints/<expert>)")
+    ap.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--export", action="store_true", help="write the EMA weights to --assets and stop")
+    ap.add_argument("--assets", default=str(DEFAULT_ASSETS))
+    args = ap.parse_args(argv)
+    if args.export:
+        export(args)
+    else:
+        train(args)
+
+
+if __name__ == "__main__":
+    main()
