@@ -207,6 +207,12 @@ def export(args) -> Path:
         "wall_minutes": round(state["seconds"] / 60, 1), "hardware": state["device_history"],
         "init": state.get("init"), "final_loss": None if final_loss is None else round(final_loss, 5),
     }
+    init = Path(state["init"]) if state.get("init") else None
+    if init is not None and init.exists():
+        base = json.loads(read_metadata(init)["state"])
+        config.extra["init_record"] = {"expert": base["expert"], "steps": base["step"], "batch": base["batch"],
+                                       "wall_minutes": round(base["seconds"] / 60, 1),
+                                       "hardware": base["device_history"]}
     ema.config = config
     dest = Path(args.assets) / f"{args.expert}.safetensors"
     save_face_unet(ema, dest)
@@ -256,7 +262,7 @@ def write_card(weights: Path, loss_csv: Path, guidance: float = 2.0, steps: int 
              f"Reads: {', '.join(expert.reads)}. Written by `python -m unite_demo.train --expert {weights.stem} "
              f"--export` from the EMA weights.", "",
              "| field | value |", "| --- | --- |"]
-    for key in ("split", "init", "steps", "batch", "lr", "wall_minutes", "hardware", "final_loss"):
+    for key in ("split", "init", "init_record", "steps", "batch", "lr", "wall_minutes", "hardware", "final_loss"):
         lines.append(f"| {key} | {extra.get(key)} |")
     lines += [f"| first logged loss | {first} |", f"| architecture | {json.dumps(asdict(expert.denoiser.net.config) | {'extra': '...'})} |",
               "", f"![samples]({grid_path.name})", "",

@@ -55,16 +55,15 @@ class World:
         for _ in self.generate(self.request(text="a face", steps=2)):
             pass
 
-    def mixture(self, req: Request, batched: bool = True, experts: list[Expert] | None = None) -> ProductOfExperts:
-        return ProductOfExperts(experts or self.experts, req.reliability if experts is None else
-                                {e.name: 1.0 for e in experts}, req.guidance, batched=batched)
+    def mixture(self, req: Request, batched: bool = True) -> ProductOfExperts:
+        """The product of this world's experts with the request's reliabilities and guidance."""
+        return ProductOfExperts(self.experts, req.reliability, req.guidance, batched=batched)
 
-    def generate(self, req: Request, batched: bool = True, experts: list[Expert] | None = None) -> Iterator[Frame]:
+    def generate(self, req: Request, batched: bool = True) -> Iterator[Frame]:
         """Frames of one run: an x0 preview per step, then the final image (batch 1)."""
-        cond = req.tensors()
         gen = torch.Generator().manual_seed(req.seed)
         shape = (1, 3, self.image_size, self.image_size)
-        yield from sample(self.mixture(req, batched, experts), cond, shape, steps=req.steps, sampler=req.sampler,
+        yield from sample(self.mixture(req, batched), req.tensors(), shape, steps=req.steps, sampler=req.sampler,
                           generator=gen, num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule)
 
 

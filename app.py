@@ -1,0 +1,214 @@
+"""Unite & Conquer studio: draw, paint and type, then watch experts trained on different data agree
+on one image, step by step. Only the page lives here; the logic is in unite_demo.studio.
+
+    python app.py          # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
+"""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from unite_demo import studio  # noqa: E402
+from unite_demo.conditions import MAX_RELIABILITY, MAX_SEED, MAX_TEXT_CHARS, ConditionError  # noqa: E402
+from unite_demo.sampler import SAMPLERS  # noqa: E402
+from unite_demo.world import BUILTIN, DEFAULTS  # noqa: E402
+
+try:  # Hugging Face Spaces (ZeroGPU): the GPU work runs inside spaces.GPU; elsewhere nothing changes.
+    import spaces
+except ImportError:
+    spaces = None
+
+EXAMPLE = studio.example_inputs(0)  # the page's defaults form a complete example
+studio.load_world(BUILTIN)  # experts loaded once and warmed up before the first visitor
+
+THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+CSS = """
+#result img, #cond-seg img, #cond-sketch img { image-rendering: auto; }
+#progress { min-height: 3em; font-family: ui-monospace, monospace; }
+.palette-legend { font-size: 0.9em; }
+"""
+
+LIVE_JS = f"""() => {{
+  const live = document.querySelector('#live input');
+  if (!live || !live.checked) return [];
+  clearTimeout(window.__uniteLive);
+  window.__uniteLive = setTimeout(() => document.querySelector('#live-go')?.click(), {int(studio.DEBOUNCE_S * 1000)});
+  return [];
+}}"""
+
+
+def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance, sampler,
+             world, live, request: gr.Request = None):
+    """Generate a face from a segmentation map, a sketch and a caption, streaming a preview per step.
+
+    Returns (streamed): result image, progress line, segmentation map / sketch as the experts
+    received them, caption and expert weights."""
+    session = request.session_hash if request is not None else None
+    try:
+        for update in studio.run(world, seg=seg, sketch=sketch, text=text, seg_on=seg_on, sketch_on=sketch_on,
+                                 text_on=text_on, r_seg=r_seg, r_sketch=r_sketch, r_text=r_text, seed=seed,
+                                 steps=steps, guidance=guidance, sampler=sampler, live=bool(live), session=session):
+            if update.superseded:
+                yield gr.skip(), update.status, gr.skip(), gr.skip(), gr.skip()
+                return
+            if update.step == 1 and not live:
+                for note in update.notes:
+                    gr.Info(note)
+            if update.step == 1 or update.done:  # the conditions once at the start and with the final image
+                yield update.image, update.status, update.seg, update.sketch, update.caption
+            else:
+                yield update.image, update.status, gr.skip(), gr.skip(), gr.skip()
+    except (ConditionError, FloatingPointError) as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+if spaces is not None:
+    generate = spaces.GPU(generate)
+
+
+def stop(request: gr.Request):
+    """Stop: the run is cancelled by the queue; a live run also sees its ticket superseded."""
+    studio.TICKETS.bump(request.session_hash)
+    return "stopped"
+
+
+def new_ticket(request: gr.Request):
+    """Live mode: the run of this page still going (if any) stops within one step."""
+    studio.TICKETS.bump(request.session_hash)
+
+
+def sketch_uploaded(sketch):
+    """A photo dropped on the sketch canvas: show the sketch derived from it (the canvas keeps the photo)."""
+    derived, note = studio.derive_sketch(sketch)
+    if derived is None:
+        return gr.update(value=None, visible=False)
+    gr.Info(note)
+    return gr.update(value=derived, visible=True)
+
+
+def load_example(index):
+    ex = studio.example_inputs(int(index))
+    return (ex.seg, ex.sketch, ex.text, True, True, True, ex.reliability["seg"], ex.reliability["sketch"],
+            ex.reliability["text"], ex.seed)
+
+
+def guard_uploads(component, what):
+    """An unreadable upload gets the same clear message as any other bad input, not a server error."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise gr.Error(f"{what}: cannot read the image ({e}); accepted: PNG, JPEG, WebP, BMP",
+                           print_exception=False) from None
+
+    component.preprocess = checked
+    return component
+
+
+def card_header(name, value):
+    with gr.Row(equal_height=True):
+        on = gr.Checkbox(value=True, label=f"{name} on", scale=1, min_width=90, elem_id=f"{name}-on")
+        rel = gr.Slider(0, MAX_RELIABILITY, value=value, step=0.05, label=f"{name} reliability", scale=3,
+                        elem_id=f"{name}-reliability")
+    return on, rel
+
+
+with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
+    gr.Markdown("## Unite & Conquer studio\nThree experts, each trained alone on one modality of cartoon faces "
+                "(a segmentation map, a sketch, a caption), combined at every denoising step as a product of "
+                "experts (Nair et al., CVPR 2023). Reliability sets how much each one is heard; 0 or an empty "
+                "input switches it off.")
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                with gr.Column(variant="panel", min_width=280):
+                    sketch_on, r_sketch = card_header("sketch", EXAMPLE.reliability["sketch"])
+                    sketch = gr.Sketchpad(
+                        value=EXAMPLE.sketch, label="Sketch", type="numpy", image_mode="RGBA", format="png",
+                        sources=("upload", "clipboard"), brush=gr.Brush(colors=["#000000"], color_mode="fixed",
+                                                                        default_size=8),
+                        eraser=gr.Eraser(default_size=12), canvas_size=(studio.CANVAS, studio.CANVAS),
+                        fixed_canvas=True, layers=False, transforms=(), elem_id="sketch-canvas")
+                    derived = gr.Image(label="sketch derived from the photo (OpenCV Canny), as the expert gets it",
+                                       format="png", interactive=False, visible=False, height=140,
+                                       buttons=["download"], elem_id="sketch-derived")
+                with gr.Column(variant="panel", min_width=280):
+                    seg_on, r_seg = card_header("seg", EXAMPLE.reliability["seg"])
+                    seg = gr.ImageEditor(
+                        value=EXAMPLE.seg, label="Segmentation map", type="numpy", image_mode="RGBA", format="png",
+                        sources=("upload", "clipboard"),
+                        brush=gr.Brush(colors=studio.palette_hex(), default_color=studio.palette_hex()[1],
+                                       color_mode="fixed", default_size=16),
+                        eraser=gr.Eraser(default_size=16), canvas_size=(studio.CANVAS, studio.CANVAS),
+                        fixed_canvas=True, layers=False, transforms=(), elem_id="seg-painter")
+                    gr.HTML(studio.legend_html(), elem_id="seg-legend")
+                    blank = gr.Button("Start from a blank map", size="sm")
+            with gr.Column(variant="panel"):
+                text_on, r_text = card_header("text", EXAMPLE.reliability["text"])
+                text = gr.Textbox(value=EXAMPLE.text, label="Caption", lines=2, max_length=MAX_TEXT_CHARS,
+                                  elem_id="caption")
+            with gr.Row(equal_height=True):
+                seed = gr.Number(value=EXAMPLE.seed, label="Seed", precision=0, minimum=0, maximum=MAX_SEED,
+                                 min_width=90, elem_id="seed")
+                dice = gr.Button("random seed", size="sm", scale=0, min_width=70, elem_id="dice")
+                steps = gr.Slider(1, 50, value=DEFAULTS["steps"], step=1, label="Steps", min_width=140,
+                                  elem_id="steps")
+                guidance = gr.Slider(0, 10, value=DEFAULTS["guidance"], step=0.1, label="Guidance scale",
+                                     min_width=140, elem_id="guidance")
+            with gr.Row(equal_height=True):
+                sampler = gr.Dropdown(list(SAMPLERS), value=DEFAULTS["sampler"], label="Sampler", min_width=90)
+                world = gr.Dropdown(studio.available_worlds(), value=BUILTIN, label="World", min_width=130)
+                live = gr.Checkbox(value=False, label="Live mode (re-run on every change)", min_width=110,
+                                   elem_id="live")
+        with gr.Column(scale=2):
+            result = gr.Image(label="Result", type="pil", format="png", height=320, interactive=False,
+                              buttons=["download", "fullscreen"], elem_id="result")
+            progress = gr.Markdown("press Run", elem_id="progress")
+            with gr.Row():
+                run_btn = gr.Button("Run", variant="primary", elem_id="run")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+            gr.Markdown("**What the experts received**")
+            with gr.Row():
+                seg_view = gr.Image(label="label map", format="png", interactive=False, height=150,
+                                    buttons=["download"], elem_id="cond-seg")
+                sketch_view = gr.Image(label="binarised sketch", format="png", interactive=False, height=150,
+                                       buttons=["download"], elem_id="cond-sketch")
+            caption_view = gr.Textbox(label="caption and weights", lines=3, interactive=False, elem_id="cond-text")
+    examples = gr.Dataset(label="Examples (click to fill every input)", components=["image", "textbox"],
+                          samples=[[str(e.seg), e.text] for e in studio.load_examples()], type="index",
+                          elem_id="examples")
+
+    guard_uploads(seg, "segmentation map")
+    guard_uploads(sketch, "sketch")
+    inputs = [seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance,
+              sampler, world, live]
+    outputs = [result, progress, seg_view, sketch_view, caption_view]
+    run_evt = run_btn.click(generate, inputs, outputs, api_name="generate", concurrency_id="generate",
+                            show_progress="minimal", show_progress_on=[result])
+    # Live mode: any change (debounced in the browser, so no canvas is exported per stroke) presses the
+    # hidden live button, whose run takes a new ticket first so that the run still going stops.
+    live_go = gr.Button("live run", visible="hidden", elem_id="live-go")
+    gr.on([w.change for w in inputs], None, None, None, js=LIVE_JS, api_visibility="private")
+    live_evt = live_go.click(new_ticket, None, None, queue=False, show_progress="hidden",
+                             api_visibility="private").then(
+        generate, inputs, outputs, trigger_mode="always_last", concurrency_id="generate", show_progress="hidden",
+        api_visibility="private")
+    stop_btn.click(stop, None, progress, queue=False, cancels=[run_evt, live_evt], api_visibility="private")
+    dice.click(studio.random_seed, None, seed, queue=False, api_visibility="private")
+    blank.click(studio.blank_map, None, seg, queue=False, api_visibility="private")
+    # (The canvas is never an output of its own upload event: that would drop the strokes drawn later.)
+    sketch.upload(sketch_uploaded, sketch, derived, api_visibility="private")
+    sketch.clear(lambda: gr.update(value=None, visible=False), None, derived, queue=False, api_visibility="private")
+    examples.click(load_example, examples, [seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text,
+                                            seed], api_visibility="private")
+
+demo.queue(default_concurrency_limit=2, max_size=32)
+
+if __name__ == "__main__":
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), share=False, theme=THEME, css=CSS)

@@ -1,0 +1,65 @@
+"""Time the studio as a person sees it: in headless Chromium, from pressing Run to the first preview
+shown and to the final image shown, with the default settings (example 0, 16 steps).
+
+    python scripts/measure_ui.py [--runs 3]
+
+Run 1 uses the default seed on a freshly started server; later runs take new seeds (nothing cached);
+a last run repeats run 1's request (served from the result cache). Targets on a 2-core CPU:
+first preview <= 0.5 s, final <= 2.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from media import VIEWPORT, StudioPage, chromium, serve  # noqa: E402
+
+TARGETS = {"first_preview_s": 0.5, "final_s": 2.5}
+
+
+def measure(url: str, runs: int) -> dict:
+    with chromium() as browser:
+        page = StudioPage(browser.new_page(viewport=VIEWPORT), url).open()
+        fresh = []
+        for k in range(runs):
+            if k:
+                page.set_number("seed", 1000 + k)
+                page.page.wait_for_timeout(300)
+            fresh.append(page.run_and_time())
+        page.set_number("seed", 0)
+        page.page.wait_for_timeout(300)
+        cached = page.run_and_time()
+    summary = {key: statistics.median(r[key] for r in fresh) for key in TARGETS}
+    return {"runs": fresh, "median": summary, "cached_repeat": cached, "targets": TARGETS}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--url", help="measure a server already running here instead of starting one")
+    ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    args = ap.parse_args(argv)
+    if args.url:
+        result = measure(args.url, args.runs)
+    else:
+        with serve() as url:
+            result = measure(url, args.runs)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    for k, r in enumerate(result["runs"], start=1):
+        print(f"run {k}: first preview {r['first_preview_s']:.2f} s, final {r['final_s']:.2f} s "
+              f"({r['frames']} frames shown; {r['status'].splitlines()[0] if r['status'] else ''})")
+    m, c = result["median"], result["cached_repeat"]
+    print(f"median: first preview {m['first_preview_s']:.2f} s (target {TARGETS['first_preview_s']} s), "
+          f"final {m['final_s']:.2f} s (target {TARGETS['final_s']} s)")
+    print(f"repeat of run 1 (cached): first preview {c['first_preview_s']:.2f} s, final {c['final_s']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

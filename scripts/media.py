@@ -1,0 +1,273 @@
+"""The studio seen from outside: start the page (`python app.py`) on a free port, drive it in headless
+Chromium with Playwright, and make the README's media from it.
+
+    python scripts/media.py              # docs/screenshot.png (the page after a run) and docs/denoising.gif
+
+The helpers here (serve, chromium, StudioPage) are shared by scripts/measure_ui.py and the tests.
+Chromium is Debian's /usr/bin/chromium (scripts/test.sh installs it); never `playwright install`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 1250}
+CANVAS_SIDE = 256  # the editors' canvas_size in app.py (studio.CANVAS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(timeout: float = 300.0, env: dict | None = None) -> Iterator[str]:
+    """`python app.py` on a free localhost port; yields its URL once the page answers, stops it after."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read().decode()[-3000:]}")
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    log.seek(0)
+                    raise TimeoutError(f"app.py did not answer within {timeout:.0f} s:\n{log.read().decode()[-3000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def chromium():
+    """A headless Debian Chromium driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# Records every image the result component is given (src set in the page) and when the browser has
+# it on screen (its load event), and every progress line; times in ms since the last press of Run.
+RECORDER_JS = """() => {
+  if (window.__rec) return;
+  const rec = window.__rec = {frames: [], lines: [], t0: performance.now(), src0: null};
+  const result = document.querySelector('#result');
+  const text = () => (document.querySelector('#progress [data-testid=markdown]') || {}).innerText || '';
+  const now = () => performance.now() - rec.t0;
+  const seen = () => {
+    const img = result.querySelector('img'); const last = rec.frames[rec.frames.length - 1];
+    if (img && img.src && (last ? last.src !== img.src : img.src !== rec.src0)) {  // not the old image
+      rec.frames.push({src: img.src, t: now(), text: text(), shown: null});
+      if (img.complete && img.naturalWidth) rec.frames[rec.frames.length - 1].shown = now();
+    }
+  };
+  document.addEventListener('click', e => {
+    if (!e.target.closest('#run')) return;
+    const img = result.querySelector('img');
+    rec.t0 = performance.now(); rec.frames = []; rec.lines = [{text: text(), t: 0}]; rec.src0 = img ? img.src : null;
+  }, true);
+  new MutationObserver(seen).observe(result, {subtree: true, childList: true, attributes: true,
+                                              attributeFilter: ['src']});
+  result.addEventListener('load', e => {
+    if (e.target.tagName !== 'IMG') return;
+    seen();
+    for (const f of rec.frames) if (f.src === e.target.src && f.shown === null) f.shown = now();
+  }, true);
+  new MutationObserver(() => {
+    const line = text(); const last = rec.lines[rec.lines.length - 1];
+    if (!last || last.text !== line) rec.lines.push({text: line, t: now()});
+  }).observe(document.querySelector('#progress'), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+class StudioPage:
+    """The studio in a browser tab, with the moves a person makes."""
+
+    def __init__(self, page, url: str):
+        self.page = page
+        self.url = url
+        self.elsewhere: list[str] = []  # requests to anything but the studio's server (it must work offline)
+
+    def open(self, timeout: float = 120.0) -> StudioPage:
+        origin = self.url.rstrip("/")
+        self.page.on("request", lambda r: None if r.url.startswith((origin, "data:", "blob:")) else
+                     self.elsewhere.append(r.url))
+        self.page.goto(self.url, timeout=timeout * 1000)
+        for editor in ("#sketch-canvas", "#seg-painter"):
+            self.page.wait_for_selector(f"{editor} .zoom-number", timeout=timeout * 1000)  # background loaded
+        self.page.wait_for_selector("#run", timeout=timeout * 1000)
+        self.page.evaluate(RECORDER_JS)
+        return self
+
+    def progress(self) -> str:
+        return self.page.locator("#progress [data-testid=markdown]").inner_text()
+
+    def canvas_box(self, editor: str) -> dict:
+        """Where the editor shows its image: centred in its canvas at the zoom the toolbar reports."""
+        box = self.page.locator(f"{editor} canvas").first.bounding_box()
+        zoom = float(self.page.locator(f"{editor} .zoom-number").inner_text().strip().rstrip("%")) / 100
+        side = CANVAS_SIDE * zoom
+        return {"x": box["x"] + (box["width"] - side) / 2, "y": box["y"] + (box["height"] - side) / 2,
+                "width": side, "height": side}
+
+    def stroke(self, editor: str, points: list[tuple[float, float]], tool: str = "Brush", tries: int = 3) -> None:
+        """Press, drag through `points` (fractions of the image on the canvas) and release, with `tool`; drawn again
+        if the canvas does not change (a busy page may not be listening yet)."""
+        canvas = self.page.locator(f"{editor} canvas").first
+        for _ in range(tries):
+            self.page.locator(f"{editor} button[aria-label='{tool}']").click()
+            box = self.canvas_box(editor)
+            xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+            self.page.mouse.move(*xy[0])
+            self.page.wait_for_timeout(300)  # let the tool settle before pressing
+            before = canvas.screenshot()
+            self.page.mouse.down()
+            for (x0, y0), (x1, y1) in zip(xy, xy[1:]):
+                for k in range(1, 9):
+                    self.page.mouse.move(x0 + (x1 - x0) * k / 8, y0 + (y1 - y0) * k / 8)
+            self.page.mouse.up()
+            self.page.mouse.move(*xy[0])  # where it started, so only the stroke differs
+            for _ in range(20):
+                self.page.wait_for_timeout(250)
+                if canvas.screenshot() != before:
+                    return
+        raise AssertionError(f"{editor}: the stroke did not show on the canvas")
+
+    def pick_colour(self, rgb: tuple[int, int, int], editor: str = "#seg-painter") -> None:
+        """Choose a brush colour from the painter's fixed palette."""
+        self.page.locator(f"{editor} button[aria-label='Brush']").click()
+        self.page.locator(f"{editor} button[aria-label='Color']").click()
+        r, g, b = rgb
+        self.page.locator(f"{editor} button.color[style*='rgb({r}, {g}, {b})']").click()
+
+    def nudge_slider(self, elem_id: str, presses: int) -> str:
+        """Move a slider with the keyboard (arrow keys); returns the value it shows."""
+        handle = self.page.locator(f"#{elem_id} input[type=range]")
+        handle.focus()
+        for _ in range(abs(presses)):
+            handle.press("ArrowRight" if presses > 0 else "ArrowLeft")
+        return self.page.locator(f"#{elem_id} input[type=number]").input_value()
+
+    def set_number(self, elem_id: str, value) -> None:
+        box = self.page.locator(f"#{elem_id} input[type=number]")
+        box.fill(str(value))
+        box.press("Enter")
+
+    def run(self) -> None:
+        self.page.locator("#run").click()
+
+    def wait_done(self, timeout: float = 120.0) -> None:
+        """Until the progress line of this run says done and its final image has been shown."""
+        self.page.wait_for_function(
+            "() => { const l = window.__rec.lines; const i = l.findIndex(x => /step 1 \\//.test(x.text));"
+            " return i >= 0 && l.slice(i).some(x => /done/.test(x.text)) && window.__rec.frames.length > 0; }",
+            timeout=timeout * 1000)
+        self.page.wait_for_function(  # the final image (the last frame) is on screen
+            "() => { const f = window.__rec.frames; return f.length && f[f.length - 1].shown !== null; }",
+            timeout=timeout * 1000)
+
+    def record(self) -> dict:
+        """Since the last press of Run: frames ({src, t: set in the page, shown: loaded on screen, text: the
+        progress line then}, ms) and progress lines ({text, t})."""
+        return self.page.evaluate("() => ({frames: window.__rec.frames, lines: window.__rec.lines})")
+
+    def run_and_time(self, timeout: float = 120.0) -> dict:
+        """Press Run, wait for the final image; seconds from the press until the first preview and the
+        final image are on screen."""
+        self.run()
+        self.wait_done(timeout)
+        rec = self.record()
+        frames = rec["frames"]
+        shown = [f["shown"] for f in frames if f["shown"] is not None]
+        return {"first_preview_s": min(shown) / 1000, "final_s": frames[-1]["shown"] / 1000,
+                "frames": len(frames), "frames_shown": len(shown),
+                "status": rec["lines"][-1]["text"] if rec["lines"] else ""}
+
+
+def make_screenshot(url: str, out: Path) -> dict:
+    """The page after one run with its default inputs (example 0)."""
+    with chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        studio_page = StudioPage(page, url).open()
+        timing = studio_page.run_and_time()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=False)
+        return timing
+
+
+def make_animation(out: Path) -> Path:
+    """One run's previews, beside the conditions as the experts received them, as an animated GIF."""
+    from PIL import Image, ImageDraw
+
+    from unite_demo import studio
+
+    ex = studio.example_inputs(0)
+    frames = []
+    size = studio.RESULT_SIZE
+    for u in studio.run(seg=ex.seg, sketch=ex.sketch, text=ex.text, r_seg=ex.reliability["seg"],
+                        r_sketch=ex.reliability["sketch"], r_text=ex.reliability["text"], seed=ex.seed):
+        panel = Image.new("RGB", (3 * size + 40, size + 36), "white")
+        for k, img in enumerate((u.seg, u.sketch, u.image)):
+            if img is not None:
+                panel.paste(img.convert("RGB").resize((size, size), Image.Resampling.NEAREST if k < 2 else
+                                                      Image.Resampling.BICUBIC), (10 + k * (size + 10), 10))
+        label = "final image" if u.done else f"step {u.step} / {u.total}: predicted image"
+        ImageDraw.Draw(panel).text((10, size + 16), f"segmentation map   |   sketch   |   {label}", fill="black")
+        frames.append(panel)
+    return studio.save_frames(frames, out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "screenshot.png")
+    ap.add_argument("--animation", type=Path, default=ROOT / "docs" / "denoising.gif")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    print(f"wrote {make_animation(args.animation)}")
+    with serve() as url:
+        timing = make_screenshot(url, args.screenshot)
+    print(f"wrote {args.screenshot} (run: first preview {timing['first_preview_s']:.2f} s, "
+          f"final {timing['final_s']:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""End to end through the API: `python app.py` serving on a free localhost port, driven by gradio_client
+exactly as the README shows (streamed previews, determinism, empty and bad requests, uploads)."""
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image, ImageDraw
+
+from unite_demo import studio
+from unite_demo.examples import load_examples
+from unite_demo.faces import PALETTE_RGB, make_face
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from media import serve  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client():
+    with serve() as url:
+        yield Client(url, verbose=False)
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+
+
+def editor_value(path):
+    """How a client hands an image to a canvas input (gr.ImageEditor / gr.Sketchpad)."""
+    return {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path)), "id": None}
+
+
+def stream(client, **inputs) -> list[tuple]:
+    job = client.submit(**inputs, api_name="/generate")
+    updates = list(job)
+    assert job.status().success, job.exception()
+    return updates
+
+
+def test_only_generate_is_public_and_every_input_has_the_pages_default(client):
+    info = client.view_api(return_format="dict", print_info=False)
+    assert list(info["named_endpoints"]) == ["/generate"]
+    params = info["named_endpoints"]["/generate"]["parameters"]
+    assert [p["parameter_name"] for p in params] == [
+        "seg", "sketch", "text", "seg_on", "sketch_on", "text_on", "r_seg", "r_sketch", "r_text", "seed", "steps",
+        "guidance", "sampler", "world", "live"]
+    assert all(p["parameter_has_default"] for p in params)
+    defaults = {p["parameter_name"]: p["parameter_default"] for p in params}
+    example = load_examples()[0]
+    assert defaults["text"] == example.text and defaults["seed"] == example.seed
+    assert defaults["world"] == "cartoon-faces" and defaults["live"] is False
+
+
+def test_no_arguments_streams_previews_before_the_final_image(client):
+    updates = stream(client)
+    lines = [u[1].splitlines()[0] for u in updates]
+    assert lines[0] == "step 1 / 16" and "done" in lines[-1]
+    steps = [int(line.split()[1]) for line in lines]
+    assert steps == sorted(steps)
+    previews = [u[0] for u in updates[:-1]]
+    distinct = {pixels(p).tobytes() for p in previews}
+    assert len(distinct) >= 3
+    final = updates[-1]
+    assert pixels(final[0]).shape == (studio.RESULT_SIZE, studio.RESULT_SIZE, 3)
+    seg_view, sketch_view = pixels(final[2]), pixels(final[3])  # the conditions as the experts got them
+    assert {tuple(c) for c in seg_view.reshape(-1, 3)} <= {tuple(c) for c in PALETTE_RGB}
+    assert set(np.unique(sketch_view)) <= {0, 255}
+    assert final[4].startswith(load_examples()[0].text[:40])
+
+
+def test_same_seed_same_image_other_seed_another(client):
+    text = "a surprised person with curly red hair"
+    first = stream(client, text=text, seed=123, steps=6)
+    assert "done in" in first[-1][1]  # computed, not cached
+    again = stream(client, text=text, seed=123, steps=6)
+    other = stream(client, text=text, seed=124, steps=6)
+    a, b, c = (pixels(u[-1][0]) for u in (first, again, other))
+    assert (a == b).all()
+    assert np.abs(a - c).mean() > 1.0
+    assert "cached" in again[-1][1] and len(again) == len(first)  # a repeat replays every frame at once
+    # The server's sampler is the in-process one: same seed, same image (up to float summation order).
+    ex = studio.example_inputs(0)  # the page's default canvases
+    local = list(studio.run(seg={"composite": ex.seg}, sketch={"composite": ex.sketch}, text=text, seed=123, steps=6,
+                            cache=studio.ResultCache()))
+    assert np.abs(a - np.asarray(local[-1].image).astype(np.int16)).max() <= 2
+
+
+def test_empty_request_is_an_unconditional_face_and_says_so(client):
+    updates = stream(client, seg=None, sketch=None, text="", steps=4)
+    image, status, seg_view, sketch_view, caption = updates[-1]
+    assert pixels(image).shape[2] == 3
+    assert "no modality given" in status and "caption is empty" in status
+    assert "segmentation map is blank" in status and "sketch canvas is empty" in status
+    assert seg_view is None and sketch_view is None
+    assert "unconditional" in caption
+
+
+def test_switched_off_modality_is_left_out_and_named(client):
+    updates = stream(client, seg_on=False, text_on=False, steps=3)
+    image, status, seg_view, sketch_view, caption = updates[-1]
+    assert "segmentation is switched off" in status and "text is switched off" in status
+    assert seg_view is None and sketch_view is not None
+    assert "sketch x1" in caption and "segmentation" not in caption
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"text": "x" * 1001}, "text: 1001 characters"),
+    ({"r_text": 5}, "maximum"),
+    ({"sampler": "euler"}, "euler"),
+    ({"world": "mars"}, "mars"),
+])
+def test_bad_input_gives_a_clear_message_and_the_server_lives_on(client, inputs, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(**inputs, steps=2, api_name="/generate")
+    assert "done" in client.predict(steps=2, seed=7, api_name="/generate")[1]
+
+
+def test_broken_upload_is_refused_with_the_conditions_message(client, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(AppError, match="cannot read the image|damaged"):
+        client.predict(sketch=editor_value(broken), steps=2, api_name="/generate")
+
+
+def test_uploaded_photo_becomes_a_sketch_and_a_painted_map_its_classes(client, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(make_face(9_000_010, 32).image).resize((240, 240), Image.Resampling.BICUBIC).save(photo)
+    painted = Image.new("RGB", (200, 200), (0, 0, 0))
+    d = ImageDraw.Draw(painted)
+    d.ellipse([40, 30, 160, 180], fill=(250, 200, 150))  # near skin, not exactly the palette colour
+    d.rectangle([70, 140, 130, 150], fill=(240, 10, 10))  # near mouth
+    painted_path = tmp_path / "painted.png"
+    painted.save(painted_path)
+    updates = stream(client, seg=editor_value(painted_path), sketch=editor_value(photo), text="", steps=3)
+    _, status, seg_view, sketch_view, _ = updates[-1]
+    assert "OpenCV Canny" in status
+    edges = pixels(sketch_view)
+    assert set(np.unique(edges)) <= {0, 255} and 0.02 < (edges > 0).mean() < 0.5
+    colours = {tuple(c) for c in pixels(seg_view).reshape(-1, 3)}
+    assert colours == {tuple(PALETTE_RGB[k]) for k in (0, 1, 5)}
+
+
+def load_app(name: str, monkeypatch, spaces_module=None):
+    if spaces_module is not None:
+        monkeypatch.setitem(sys.modules, "spaces", spaces_module)
+    else:
+        monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError
+    spec = importlib.util.spec_from_file_location(name, ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_spaces_gpu_wraps_the_generation_only_when_available(monkeypatch):
+    wrapped = []
+
+    def gpu(fn):
+        def inner(*args, **kwargs):
+            yield from fn(*args, **kwargs)
+        inner.__wrapped__ = fn
+        wrapped.append(fn.__name__)
+        return inner
+
+    with_spaces = load_app("app_on_spaces", monkeypatch, types.SimpleNamespace(GPU=gpu))
+    assert wrapped == ["generate"] and with_spaces.generate.__wrapped__.__name__ == "generate"
+    plain = load_app("app_plain", monkeypatch)
+    assert plain.spaces is None and not hasattr(plain.generate, "__wrapped__")
+    q = plain.demo._queue
+    assert q.max_size and q.max_size > 1 and q.default_concurrency_limit >= 1

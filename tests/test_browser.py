@@ -1,0 +1,148 @@
+"""The studio in headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, as a person uses
+it: draw, paint, type, move a slider, Run, watch the previews, Stop, live mode, examples, uploads."""
+
+import io
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unite_demo import studio
+from unite_demo.conditions import sketch_from_image
+from unite_demo.examples import load_examples
+from unite_demo.faces import PALETTE_RGB, make_face
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from media import VIEWPORT, StudioPage, chromium, serve  # noqa: E402
+
+pytestmark = pytest.mark.slow
+GLASSES = tuple(int(c) for c in PALETTE_RGB[6])
+
+
+@pytest.fixture(scope="module")
+def url():
+    with serve() as u:
+        yield u
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def studio_page(browser, url):
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        yield StudioPage(page, url).open()
+    finally:
+        page.close()
+
+
+def shown(sp: StudioPage, elem_id: str) -> np.ndarray:
+    """The image an output component shows, as the browser fetched it."""
+    src = sp.page.locator(f"#{elem_id} img").get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(sp.page.request.get(src).body())).convert("RGB"))
+
+
+def step_of(text: str) -> int:
+    m = re.search(r"step (\d+) / (\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def test_draw_paint_type_slide_run_watch_previews_then_stop(studio_page, tmp_path):
+    sp = studio_page
+    sp.stroke("#sketch-canvas", [(0.1, 0.9), (0.5, 0.7), (0.9, 0.9)])  # a new stroke across the chin
+    sp.pick_colour(GLASSES)
+    for y in (0.42, 0.47, 0.52):
+        sp.stroke("#seg-painter", [(0.25, y), (0.75, y)])  # glasses across the eyes
+    caption = "a smiling person with glasses and short red hair"
+    sp.page.locator("#caption textarea").fill(caption)
+    assert sp.nudge_slider("text-reliability", 10) == "1.5"
+
+    sp.run()
+    sp.wait_done()
+    rec = sp.record()
+    frames, lines = rec["frames"], rec["lines"]
+    assert len({f["src"] for f in frames[:-1]}) >= 3, frames  # at least 3 different previews before the final one
+    assert sum(f["shown"] is not None for f in frames[:-1]) >= 1  # and the browser had them on screen
+    assert [step_of(line["text"]) for line in lines[1:]] == sorted(step_of(line["text"]) for line in lines[1:])
+    assert "done" in sp.progress()
+
+    received = sp.page.locator("#cond-text textarea").input_value()
+    assert received.startswith(caption) and "text x1.5" in received
+    seg = shown(sp, "cond-seg")
+    assert (seg == GLASSES).all(-1).mean() > 0.03  # the painted region reached the expert as glasses
+    sketch = shown(sp, "cond-sketch")
+    assert set(np.unique(sketch)) <= {0, 255}
+    default = sketch_from_image(load_examples()[0].sketch, 32)
+    got = sketch[2::4, 2::4, 0]  # 128 px view of the 32x32 sketch
+    assert (got[22:29] > 0).sum() > (default[22:29] > 0).sum()  # the new stroke is in the sketch the expert saw
+    sp.page.screenshot(path=str(tmp_path / "studio.png"), full_page=True)
+    assert (tmp_path / "studio.png").stat().st_size > 10_000
+
+    # A second, long run: Stop cancels it within a step or two and leaves the page usable.
+    sp.set_number("steps", 50)
+    sp.set_number("seed", 4242)
+    sp.run()
+    sp.page.wait_for_function("() => /step [2-9] \\/ 50/.test(document.querySelector('#progress').innerText)",
+                              timeout=60_000)
+    sp.page.locator("#stop").click(timeout=120_000)
+    stopped_at = sp.page.evaluate("() => performance.now() - window.__rec.t0")
+    at_stop = max(step_of(line["text"]) for line in sp.record()["lines"])
+    sp.page.wait_for_timeout(3000)
+    later = [line["text"] for line in sp.record()["lines"] if line["t"] > stopped_at]
+    assert not any("done" in text for text in later), later
+    assert max(map(step_of, later), default=0) <= at_stop + 2, (at_stop, later)  # cancelled within a step or two
+    assert "stopped" in sp.progress() or step_of(sp.progress()) <= at_stop + 2
+    sp.set_number("steps", 5)
+    timing = sp.run_and_time()
+    assert "step 5 / 5" in timing["status"] and "done" in timing["status"]
+    sp.page.screenshot(path=str(tmp_path / "after_stop.png"))
+    assert sp.elsewhere == []  # the page asked nothing of the outside world
+
+
+def test_live_mode_runs_on_change_and_a_newer_change_supersedes(studio_page):
+    sp = studio_page
+    sp.set_number("steps", 40)
+    sp.page.locator("#live input").check()  # turning live mode on starts a run
+    sp.page.wait_for_function("() => /step \\d+ \\/ 40/.test(document.querySelector('#progress').innerText)",
+                              timeout=60_000)
+    sp.page.locator("#caption textarea").fill("a face with a beard and blue hair")
+    sp.page.wait_for_function("() => /stopped at step/.test(document.querySelector('#progress').innerText)",
+                              timeout=60_000)
+    sp.page.wait_for_function("() => /done/.test(document.querySelector('#progress').innerText)", timeout=120_000)
+    assert sp.page.locator("#cond-text textarea").input_value().startswith("a face with a beard and blue hair")
+    sp.page.locator("#live input").uncheck()
+
+
+def test_examples_fill_every_input_and_a_photo_upload_shows_its_sketch(studio_page, tmp_path):
+    sp = studio_page
+    k = 2
+    example = load_examples()[k]
+    sp.page.locator("#examples tbody tr").nth(k).click()
+    sp.page.wait_for_function(f"() => document.querySelector('#caption textarea').value === {example.text!r}",
+                              timeout=30_000)
+    assert sp.page.locator("#seed input").input_value() == str(example.seed)
+    for m in ("seg", "sketch", "text"):
+        assert float(sp.page.locator(f"#{m}-reliability input[type=number]").input_value()) == example.reliability[m]
+    sp.set_number("steps", 3)
+    sp.run_and_time()
+    expected = PALETTE_RGB[studio.seg_from_editor(np.asarray(Image.open(example.seg).convert("RGB")), 32)]
+    assert (shown(sp, "cond-seg")[2::4, 2::4] == expected).all()  # the example's map reached the expert
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(make_face(9_000_020, 32).image).resize((256, 256), Image.Resampling.BICUBIC).save(photo)
+    sp.page.locator("#sketch-canvas input[type=file]").set_input_files(str(photo))
+    sp.page.wait_for_selector("#sketch-derived img", timeout=60_000)  # the page shows the sketch it derived
+    assert sp.page.get_by_text("OpenCV Canny").count() >= 1
+    derived = shown(sp, "sketch-derived")
+    assert set(np.unique(derived)) <= {0, 255} and 0.02 < (derived[..., 0] > 0).mean() < 0.5
+    sp.run_and_time()
+    assert (shown(sp, "cond-sketch") == derived).all()  # and that is the sketch the expert received
+    assert "OpenCV Canny" in sp.progress()

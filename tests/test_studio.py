@@ -1,0 +1,245 @@
+"""The studio's logic without a browser: canvas values -> conditions, photo -> sketch, notes for
+modalities that are off, streamed and cached runs, newest-wins tickets, examples."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from unite_demo import studio
+from unite_demo.conditions import ConditionError, sketch_from_image
+from unite_demo.examples import load_examples
+from unite_demo.faces import PALETTE, PALETTE_RGB, make_face
+
+SKIN, HAIR, GLASSES = PALETTE_RGB[1], PALETTE_RGB[2], PALETTE_RGB[6]
+
+
+@pytest.fixture(scope="module")
+def world():
+    return studio.load_world()
+
+
+def rgba(rgb: np.ndarray, alpha=255) -> np.ndarray:
+    return np.dstack([rgb, np.full(rgb.shape[:2], alpha, np.uint8)])
+
+
+def editor(composite, background=None):
+    """The value gr.ImageEditor hands to the function (type='numpy', image_mode='RGBA')."""
+    return {"background": composite if background is None else background, "layers": [], "composite": composite}
+
+
+def test_palette_and_legend_come_from_the_one_palette():
+    assert studio.palette_hex() == ["#%02x%02x%02x" % tuple(rgb) for _, _, rgb in PALETTE]
+    legend = studio.legend_html()
+    for (_, name, _), colour in zip(PALETTE, studio.palette_hex()):
+        assert f">{name}<" in legend and colour in legend
+
+
+def test_painted_map_maps_to_nearest_palette_class_never_blended(world):
+    canvas = np.zeros((256, 256, 4), np.uint8)  # transparent = background
+    canvas[:, 128:] = rgba(np.broadcast_to(SKIN, (256, 128, 3)))
+    canvas[:, 124:132, :3] = (SKIN.astype(int) + HAIR.astype(int)) // 2  # a blended, anti-aliased seam
+    canvas[:, 124:132, 3] = 255
+    canvas[100:140, 160:200, :3] = np.clip(GLASSES + np.array([-20, -30, 25]), 0, 255)  # a slightly off-palette stroke
+    ids = studio.seg_from_editor(editor(canvas), world.image_size)
+    assert ids.shape == (32, 32)
+    assert set(np.unique(ids)) <= set(range(len(PALETTE)))
+    assert (ids[:, :15] == 0).all()  # unpainted (transparent) is background
+    assert (ids[:, 17:] != 0).all()
+    assert (ids[14:16, 21:24] == 6).all()  # the off-palette green is read as glasses
+
+
+def test_blank_or_missing_map_switches_segmentation_off(world):
+    assert studio.seg_from_editor(None, 32) is None
+    assert studio.seg_from_editor(editor(np.zeros((64, 64, 4), np.uint8)), 32) is None  # cleared canvas
+    assert studio.seg_from_editor(editor(rgba(studio.blank_map())), 32) is None  # nothing painted on blank
+    req = studio.build_request(world, seg=editor(rgba(studio.blank_map())), text="a face", steps=2)
+    assert req.seg is None
+    assert any("segmentation map is blank" in n for n in req.notes)
+
+
+def draw_strokes(paper: str, ink: str, size=256) -> Image.Image:
+    img = Image.new("RGBA", (size, size), paper)
+    d = ImageDraw.Draw(img)
+    d.line([(40, 40), (216, 216)], fill=ink, width=10)
+    d.ellipse([60, 140, 120, 200], outline=ink, width=8)
+    return img
+
+
+def test_strokes_reach_the_expert_white_on_black_whatever_the_canvas_shows(world):
+    dark_on_white = np.asarray(draw_strokes("white", "black"))
+    white_on_black = np.asarray(draw_strokes("black", "white"))
+    on_transparent = np.asarray(draw_strokes((0, 0, 0, 0), "black"))  # a fresh canvas: strokes over nothing
+    sketches = []
+    for canvas in (dark_on_white, white_on_black, on_transparent):
+        req = studio.build_request(world, sketch=editor(canvas), steps=2)
+        assert req.sketch is not None and req.sketch.dtype == np.uint8
+        assert set(np.unique(req.sketch)) == {0, 255}
+        sketches.append(req.sketch)
+    assert (sketches[0] == sketches[1]).all() and (sketches[0] == sketches[2]).all()
+    assert sketches[0][16, 16] == 255 and sketches[0][2, 30] == 0  # stroke on the diagonal, paper elsewhere
+    assert 0.02 < (sketches[0] > 0).mean() < 0.3
+
+
+def test_empty_canvas_is_off_and_the_notes_say_so(world):
+    req = studio.build_request(world, sketch=editor(np.zeros((256, 256, 4), np.uint8)), text="  ", steps=2)
+    assert req.present() == ()
+    notes = " ".join(req.notes)
+    assert "sketch canvas is empty" in notes
+    assert "caption is empty" in notes
+    assert "no modality given" in notes
+
+
+def test_switches_turn_modalities_off_and_say_so(world):
+    ex = studio.example_inputs(0)
+    req = studio.build_request(world, seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text,
+                               seg_on=False, sketch_on=True, text_on=False, steps=2)
+    assert req.present() == ("sketch",)
+    assert "segmentation is switched off" in req.notes and "text is switched off" in req.notes
+
+
+def test_bad_input_raises_condition_error_naming_it(world):
+    with pytest.raises(ConditionError, match="text: 2000 characters"):
+        studio.build_request(world, text="x" * 2000)
+    with pytest.raises(ConditionError, match="reliability of seg"):
+        studio.build_request(world, text="a face", r_seg=7)
+    with pytest.raises(ConditionError, match="steps"):
+        studio.build_request(world, text="a face", steps=0)
+    with pytest.raises(ConditionError, match="unknown world"):
+        next(studio.run("no-such-world", text="a face"))
+
+
+def test_photo_becomes_its_canny_edges_and_drawings_stay_drawings():
+    photo = np.asarray(Image.fromarray(make_face(9_000_001, 32).image).resize((200, 200), Image.Resampling.BICUBIC))
+    drawing = np.asarray(draw_strokes("white", "black").convert("RGB"))
+    assert studio.is_photo(photo) and not studio.is_photo(drawing)
+    assert not studio.is_photo(255 - drawing)
+    edges = studio.photo_to_sketch(photo)
+    assert edges.shape == (studio.PHOTO_EDGE_SIZE,) * 2 and set(np.unique(edges)) == {0, 255}
+    assert 0.01 < (edges > 0).mean() < 0.3
+    s = studio.sketch_from_editor(editor(rgba(photo)))
+    assert s.derived and "Canny" in s.note
+    derived, note = studio.derive_sketch(editor(rgba(photo)))
+    assert derived.shape == (studio.CONDITION_SIZE, studio.CONDITION_SIZE, 3) and np.median(derived) == 0
+    assert set(np.unique(derived)) == {0, 255} and "Canny" in note  # white strokes on black, as the expert gets it
+    assert studio.derive_sketch(editor(np.asarray(draw_strokes("white", "black")))) == (None, None)
+
+
+def test_strokes_drawn_over_a_photo_join_its_edges():
+    photo = np.asarray(Image.fromarray(make_face(9_000_002, 32).image).resize((256, 256), Image.Resampling.BICUBIC))
+    layer = np.zeros((256, 256, 4), np.uint8)
+    layer[240:248, 16:240] = (0, 0, 0, 255)  # a dark stroke along the bottom, drawn on the canvas's layer
+    composite = rgba(photo)
+    composite[240:248, 16:240, :3] = 0
+    plain = studio.sketch_from_editor({"background": rgba(photo), "layers": [], "composite": rgba(photo)})
+    drawn = studio.sketch_from_editor({"background": rgba(photo), "layers": [layer], "composite": composite})
+    assert plain.derived and drawn.derived
+    bottom = slice(120, 124)  # rows of the 128 px edge map under the stroke
+    assert (drawn.image[bottom, 10:118] == 255).any(0).all() and not (plain.image[bottom, 10:118] == 255).any(0).all()
+    assert (drawn.image[:100] == plain.image[:100]).all()
+
+
+def test_examples_fill_every_input_and_reach_the_experts_unchanged(world):
+    names = studio.example_names()
+    assert len(names) == len(load_examples()) >= 1
+    for k, e in enumerate(load_examples()[:2]):
+        ex = studio.example_inputs(k)
+        assert ex.text == e.text and ex.seed == e.seed and ex.reliability == e.reliability
+        assert ex.seg.shape == ex.sketch.shape == (studio.CANVAS, studio.CANVAS, 3)
+        assert np.median(ex.sketch) == 255  # the canvas shows dark strokes on white paper
+        req = studio.build_request(world, seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text)
+        assert (req.sketch == sketch_from_image(e.sketch, 32)).all()
+        assert (PALETTE_RGB[req.seg] == np.asarray(Image.open(e.seg).convert("RGB"))[4::8, 4::8]).all()
+    assert studio.example_inputs(0) is studio.example_inputs(0)  # read once, then kept
+
+
+def collect(**kw):
+    return list(studio.run(**kw))
+
+
+def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
+    cache = studio.ResultCache()
+    ex = studio.example_inputs(1)
+    kw = dict(seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text, seed=3, steps=4, cache=cache)
+    first = collect(**kw)
+    assert [u.step for u in first] == [1, 2, 3, 4, 4] and [u.done for u in first] == [False] * 4 + [True]
+    assert all(u.total == 4 and not u.cached for u in first)
+    assert [u.status.splitlines()[0][:12] for u in first[:4]] == [f"step {k} / 4" for k in range(1, 5)]
+    assert "done in" in first[-1].status
+    assert all(u.image.size == (studio.RESULT_SIZE,) * 2 for u in first)
+    previews = {np.asarray(u.image).tobytes() for u in first[:-1]}
+    assert len(previews) >= 3
+    seg_view, sketch_view = np.asarray(first[0].seg), np.asarray(first[0].sketch)
+    assert {tuple(c) for c in seg_view.reshape(-1, 3)} <= {tuple(c) for c in PALETTE_RGB}
+    assert set(np.unique(sketch_view)) <= {0, 255}
+    assert first[0].caption.startswith(" ".join(ex.text.split()))
+    again = collect(**kw)
+    assert all(u.cached for u in again) and "cached" in again[-1].status
+    assert [np.asarray(u.image).tobytes() for u in again] == [np.asarray(u.image).tobytes() for u in first]
+    other = collect(**{**kw, "seed": 4})
+    assert np.asarray(other[-1].image).tobytes() != np.asarray(first[-1].image).tobytes()
+    assert len(cache) == 2
+
+
+def test_request_key_covers_every_input(world):
+    base = dict(text="a face with glasses", seed=1, steps=3)
+    key = studio.request_key("w", studio.build_request(world, **base))
+    assert key == studio.request_key("w", studio.build_request(world, **{**base, "text": " a face  with glasses "}))
+    for change in ({"seed": 2}, {"steps": 4}, {"guidance": 3.0}, {"sampler": "ddim"}, {"r_text": 2.0},
+                   {"text": "a face"}, {"sketch": editor(np.asarray(draw_strokes("white", "black")))}):
+        assert studio.request_key("w", studio.build_request(world, **{**base, **change})) != key, change
+    assert studio.request_key("v", studio.build_request(world, **base)) != key
+
+
+def test_result_cache_evicts_least_recently_used():
+    cache = studio.ResultCache(max_items=2)
+    cache.put("a", [np.zeros(1)])
+    cache.put("b", [np.zeros(1)])
+    assert cache.get("a") is not None
+    cache.put("c", [np.zeros(1)])
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+
+
+def test_a_newer_ticket_stops_a_live_run_within_one_step_but_not_an_api_run(world):
+    tickets, cache = studio.Tickets(), studio.ResultCache()
+    live = studio.run(text="a face", seed=11, steps=8, live=True, session="s1", tickets=tickets, cache=cache)
+    assert next(live).step == 1
+    assert next(live).step == 2
+    tickets.bump("s1")  # a newer change, Run or Stop in the same page
+    last = next(live)
+    assert last.superseded and "stopped at step 3 / 8" in last.status
+    assert list(live) == []
+    assert len(cache) == 0  # an unfinished run is never cached
+    plain = studio.run(text="a face", seed=11, steps=4, session="s2", tickets=tickets, cache=cache)
+    next(plain)
+    tickets.bump("s2")
+    rest = list(plain)
+    assert rest[-1].done and not any(u.superseded for u in rest)
+    other = studio.run(text="a face", seed=12, steps=3, live=True, session="s3", tickets=tickets, cache=cache)
+    next(other)
+    tickets.bump("s4")  # another page's ticket changes nothing here
+    assert list(other)[-1].done
+
+
+def test_tickets_are_per_session_and_bounded():
+    t = studio.Tickets(max_sessions=3)
+    assert t.current("a") == 0
+    assert t.bump("a") == 1 and t.bump("a") == 2 and t.bump("b") == 1
+    for s in "cde":
+        t.bump(s)
+    assert t.current("a") == 0  # forgotten, oldest first
+    assert t.current("e") == 1
+
+
+def test_save_frames_writes_an_animation(tmp_path):
+    frames = [Image.new("RGB", (32, 32), (k * 40, 0, 0)) for k in range(4)]
+    for name in ("a.gif", "a.webp"):
+        path = studio.save_frames(frames, tmp_path / name)
+        with Image.open(path) as img:
+            assert img.is_animated and img.n_frames == 4
+
+
+def test_seed_worlds_and_defaults_for_the_page():
+    assert 0 <= studio.random_seed() <= studio.MAX_SEED
+    assert studio.available_worlds()[0] == "cartoon-faces"
+    blank = studio.blank_map(64)
+    assert blank.shape == (64, 64, 3) and (blank == PALETTE_RGB[0]).all()

@@ -1,0 +1,90 @@
+"""The shipped cartoon-faces world: three trained experts (+ the joint baseline) that sample faces
+which follow their conditions."""
+
+import json
+
+import numpy as np
+import pytest
+from unite_demo.conditions import to_uint8
+from unite_demo.examples import load_examples
+from unite_demo.faces import HAIR_RGB, SPLITS, make_face
+from unite_demo.model import read_metadata
+from unite_demo.world import FACES_DIR, get_world
+
+
+@pytest.fixture(scope="module")
+def world():
+    return get_world()
+
+
+def test_shipped_weights_are_self_describing_with_disjoint_splits(world):
+    splits = set()
+    for name in ("seg", "sketch", "text", "joint"):
+        config = json.loads(read_metadata(FACES_DIR / f"{name}.safetensors")["config"])
+        extra = config["extra"]
+        assert extra["expert"] == name and extra["steps"] > 0 and extra["wall_minutes"] > 0
+        splits.add(extra["split"])
+        assert (FACES_DIR / f"{name}.md").exists() and (FACES_DIR / f"{name}_samples.png").exists()
+    assert len(splits) == 4
+    assert [e.reads for e in world.experts] == [("seg",), ("sketch",), ("text",)]
+    assert world.baselines["joint"].reads == ("seg", "sketch", "text")
+
+
+def _final(world, **inputs):
+    frames = list(world.generate(world.request(**inputs)))
+    assert frames[-1].done and len(frames) == world.request(**inputs).steps + 1
+    return to_uint8(frames[-1].image)[0].astype(int)
+
+
+def _region_mean(img, mask):
+    return img[mask].mean(axis=0)
+
+
+def test_three_experts_make_a_face_that_follows_the_map(world):
+    """Example 0 through all three experts: the painted regions come out in the right places."""
+    ex = load_examples()[0]
+    req = world.request(seg=ex.seg, sketch=ex.sketch, text=ex.text)
+    img = _final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=0)
+    assert np.isfinite(img).all() and img.std() > 20
+    face = make_face(SPLITS["heldout"].start + 0)  # example 0 is held-out face 0
+    assert np.array_equal(req.seg, face.seg)
+    means = {k: _region_mean(img, req.seg == k) for k in (0, 1, 2)}  # background, skin, hair
+    # Each region is far more uniform inside than the regions are apart.
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        assert np.linalg.norm(means[a] - means[b]) > 40
+    inside_skin = img[req.seg == 1].std(axis=0).mean()
+    assert inside_skin < 30
+
+
+TEXT_XFAIL = pytest.mark.xfail(strict=True, reason=(
+    "issue 2, open: the text expert barely uses its caption yet (training loss with the caption is ~1% below "
+    "the null caption after 2,495 CPU steps); needs a stronger text pathway and more (GPU) training"))
+
+
+@TEXT_XFAIL
+def test_product_follows_the_caption_hair_colour(world):
+    ex = load_examples()[0]
+    req = world.request(seg=ex.seg, sketch=ex.sketch, text=ex.text)
+    face = make_face(SPLITS["heldout"].start + 0)
+    hair = np.mean([_region_mean(_final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=s), req.seg == 2)
+                    for s in range(3)], axis=0)
+    target = np.array(HAIR_RGB[face.attributes["hair_colour"]])
+    others = [np.array(c) for name, c in HAIR_RGB.items() if name != face.attributes["hair_colour"]]
+    assert all(np.linalg.norm(hair - target) < np.linalg.norm(hair - o) for o in others)
+
+
+@TEXT_XFAIL
+def test_text_alone_sets_the_hair_colour(world):
+    """The text expert on its own: 'blonde' vs 'black' hair changes the image the right way."""
+    bright, dark = [], []
+    for seed in range(3):
+        bright.append(_final(world, text="a person with long blonde hair", seed=seed).mean())
+        dark.append(_final(world, text="a person with long black hair", seed=seed).mean())
+    assert np.mean(bright) > np.mean(dark) + 5
+
+
+def test_reliability_zero_ignores_that_condition(world):
+    ex = load_examples()[0]
+    a = _final(world, seg=ex.seg, text=ex.text, reliability="seg=0", seed=3)
+    b = _final(world, seg=load_examples()[1].seg, text=ex.text, reliability="seg=0", seed=3)
+    assert np.array_equal(a, b)

@@ -1,0 +1,409 @@
+"""Evaluation of the paper's central claim on the built-in world: experts trained on separate,
+unpaired data, combined as a generalized product of experts, follow all their conditions at once,
+close to a model trained on paired data; and the reliability sweep that shows what a slider does.
+
+    python -m unite_demo.evaluate --n 300 --out reports/          # full
+    python -m unite_demo.evaluate --quick --out reports/          # N = 50, 4 sweep points
+
+On N held-out faces the seg map, sketch and caption of the SAME face are the conditions. Rows:
+each expert alone (r = 1), the product with the world's default reliabilities, the product with
+every r_i = 1, the jointly trained model (upper bound) and unconditional sampling, plus the real
+faces themselves (the ceiling of each metric). Writes eval.md, eval.json and sweep.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metric_nets
+from .combine import ProductOfExperts
+from .conditions import face_conditions, to_uint8
+from .faces import SPLITS, make_face
+from .metrics import attribute_hits, diversity, frechet_distance, miou, sketch_f1
+from .sampler import sample
+from .world import DEFAULTS, FACES_DIR, World, load_faces_world
+
+FULL_SWEEP = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+QUICK_SWEEP = (0.0, 1.0, 2.0, 3.0)
+QUICK_N = 50
+FULL_N = 300
+FD_REFERENCE_OFFSET = 50_000  # real faces for the Fréchet reference: heldout seeds from here on
+CONSISTENCIES = ("seg", "sketch", "text")
+
+
+@dataclass
+class Row:
+    """One line of the table: a denoiser built from the world's experts."""
+
+    key: str
+    label: str
+    mixture: ProductOfExperts
+
+
+@dataclass
+class Scores:
+    """Per-image scores of one set of images of the N faces."""
+
+    seg: np.ndarray  # (N,) mIoU
+    sketch: np.ndarray  # (N,) edge F1
+    hits: np.ndarray  # (N, 2) attribute (correct, total) over the mentioned attributes
+    features: np.ndarray  # (N, D) classifier features
+
+    def head(self, n: int) -> "Scores":
+        return Scores(self.seg[:n], self.sketch[:n], self.hits[:n], self.features[:n])
+
+    def consistency(self) -> dict[str, float]:
+        """seg mIoU, sketch F1, text attribute accuracy (pooled) and their mean."""
+        text = self.hits[:, 0].sum() / max(self.hits[:, 1].sum(), 1)
+        out = {"seg": float(self.seg.mean()), "sketch": float(self.sketch.mean()), "text": float(text)}
+        out["mean"] = float(np.mean([out[k] for k in CONSISTENCIES]))
+        return out
+
+
+class Judge:
+    """The metric networks and the real-face reference, scoring batches of images."""
+
+    def __init__(self, metrics_dir: Path, faces: list, fd_reference: int, size: int):
+        self.segmenter = metric_nets.load_net("segmenter", metrics_dir)
+        self.classifier = metric_nets.load_net("classifier", metrics_dir)
+        for net in (self.segmenter, self.classifier):
+            if net.config.image_size != size:
+                raise ValueError(f"the {net.config.net} judges {net.config.image_size}px images but the world "
+                                 f"makes {size}px ones; train metric nets with --size {size}")
+        self.faces = faces
+        start = SPLITS["heldout"].start + FD_REFERENCE_OFFSET
+        ref = np.stack([make_face(start + k, size).image for k in range(fd_reference)])
+        self.reference_features = metric_nets.classify(self.classifier, ref)[0]  # (R, D)
+
+    def score(self, images: np.ndarray) -> Scores:
+        """(N,H,W,3) uint8 images of the N faces -> per-image scores."""
+        faces = self.faces[:len(images)]
+        seg = metric_nets.segment(self.segmenter, images)
+        features, preds = metric_nets.classify(self.classifier, images)
+        return Scores(
+            seg=np.array([miou(p, f.seg) for p, f in zip(seg, faces)]),
+            sketch=np.array([sketch_f1(img, f.sketch) for img, f in zip(images, faces)]),
+            hits=np.array([attribute_hits(p, f.attributes, f.mentioned) for p, f in zip(preds, faces)]),
+            features=features,
+        )
+
+    def fd(self, scores: Scores) -> float:
+        return frechet_distance(scores.features, self.reference_features)
+
+
+def make_rows(world: World, guidance: float) -> list[Row]:
+    """The table's rows, each a product of experts (a single expert is a product of one)."""
+    experts = world.experts
+    rows = [Row(e.name, f"{e.name} expert alone (r=1)", ProductOfExperts([e], {e.name: 1.0}, guidance))
+            for e in experts]
+    default = {e.name: float(DEFAULTS["reliability"].get(e.name, 1.0)) for e in experts}
+    text = ", ".join(f"{k}={v:g}" for k, v in default.items())
+    rows.append(Row("poe_default", f"product of experts, default r ({text})",
+                    ProductOfExperts(experts, default, guidance)))
+    rows.append(Row("poe_ones", "product of experts, all r_i = 1",
+                    ProductOfExperts(experts, {e.name: 1.0 for e in experts}, guidance)))
+    if "joint" in world.baselines:
+        joint = world.baselines["joint"]
+        rows.append(Row("joint", "joint model, paired data (upper bound)",
+                        ProductOfExperts([joint], {joint.name: 1.0}, guidance)))
+    rows.append(Row("uncond", "unconditional (mixed prior, all r_i = 0)",
+                    ProductOfExperts(experts, {e.name: 0.0 for e in experts}, guidance)))
+    return rows
+
+
+def run_key(mixture: ProductOfExperts, seed: int) -> tuple:
+    """Two mixtures with the same experts, reliabilities and guidance make the same images."""
+    return tuple((e.name, id(e.denoiser), mixture.reliability[e.name]) for e in mixture.experts), \
+        mixture.guidance, seed
+
+
+def generate(mixture: ProductOfExperts, cond: dict, n: int, size: int, args, seed: int,
+             world: World) -> tuple[np.ndarray, float]:
+    """(n,H,W,3) uint8 samples for the first n faces, `args.batch` faces per sampler call, one
+    generator per seed drawn in chunk order; and the seconds it took."""
+    gen = torch.Generator().manual_seed(seed)
+    images = []
+    t0 = time.perf_counter()
+    for i in range(0, n, args.batch):
+        chunk = {k: v[i:i + args.batch] for k, v in cond.items()}
+        b = len(next(iter(chunk.values())))
+        for frame in sample(mixture, chunk, (b, 3, size, size), steps=args.steps, sampler=args.sampler,
+                            generator=gen, num_train_timesteps=world.num_train_timesteps,
+                            beta_schedule=world.beta_schedule):
+            if frame.done:
+                images.append(to_uint8(frame.image))
+    return np.concatenate(images), time.perf_counter() - t0
+
+
+def spread(values: list[float]) -> float:
+    """Half the range across seeds (with two seeds: half their difference)."""
+    return (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """Mean and spread of each metric over seeds."""
+    keys = per_seed[0].keys()
+    return {k: {"mean": float(np.mean([s[k] for s in per_seed])), "spread": spread([s[k] for s in per_seed]),
+                "per_seed": [s[k] for s in per_seed]} for k in keys}
+
+
+def hardware() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__} on {torch.get_num_threads()} threads"
+
+
+def evaluate(args) -> dict:
+    """Run every row and the sweep; return the results (also written to args.out)."""
+    t_start = time.perf_counter()
+    world = load_faces_world(args.faces_dir)
+    size = world.image_size
+    faces = [make_face(SPLITS["heldout"].start + k, size) for k in range(args.n)]
+    judge = Judge(Path(args.metrics_dir), faces, args.fd_reference, size)
+    cond = face_conditions(faces)  # the seg map, sketch and caption of the same face
+    rows = make_rows(world, args.guidance)
+    cache: dict[tuple, tuple[Scores, dict, str]] = {}  # run key -> scores, cost, the run's first name
+    log = print if args.verbose else (lambda *a, **k: None)
+
+    def scores_for(mixture: ProductOfExperts, seed: int, n: int, name: str) -> tuple[Scores, dict, str]:
+        """Scores of the first n faces; a run with the same key is made once and reused."""
+        key = run_key(mixture, seed)
+        if key in cache and len(cache[key][0].seg) >= n:
+            scores, cost, first = cache[key]
+            return scores.head(n), cost, first
+        log(f"{name} seed {seed}: {n} faces", flush=True)
+        mixture.calls = mixture.rows = 0
+        images, seconds = generate(mixture, cond, n, size, args, seed, world)
+        cost = {"rows_per_image": mixture.rows / n, "calls_per_image": mixture.calls / n,
+                "seconds_per_image": seconds / n}
+        cache[key] = judge.score(images), cost, name
+        log(f"  {seconds:.1f} s ({mixture.rows / n / args.steps:.0f} rows per image per step); "
+            f"{time.perf_counter() - t_start:.0f} s so far", flush=True)
+        return cache[key]
+
+    results: dict = {"rows": {}}
+    for row in rows:
+        per_seed, costs, features, same_as = [], [], [], set()
+        for seed in args.seeds:
+            scores, cost, first = scores_for(row.mixture, seed, args.n, row.key)
+            per_seed.append({**scores.consistency(), "fd": judge.fd(scores)})
+            costs.append(cost)
+            features.append(scores.features)
+            same_as |= {first} - {row.key}
+        results["rows"][row.key] = {
+            "label": row.label, "reliability": row.mixture.reliability, "metrics": summarise(per_seed),
+            "diversity": diversity(np.stack(features, 1)) if len(features) > 1 else None,
+            "cost": {k: float(np.mean([c[k] for c in costs])) for k in costs[0]},
+            "same_images_as": sorted(same_as)[0] if same_as else None}
+    real = judge.score(np.stack([f.image for f in faces]))
+    pairs = np.stack([real.features[0:-1:2], real.features[1::2]], 1)  # (N/2, 2, D): two different faces
+    results["real"] = {"label": "real faces (the metrics' ceiling)", **real.consistency(), "fd": judge.fd(real),
+                       "diversity_between_faces": diversity(pairs)}
+
+    sweep_n = min(args.sweep_n or args.n, args.n)
+    results["sweep"] = {"n": sweep_n, "seed": args.seeds[0], "points": args.sweep_points, "fixed": {}, "curves": {}}
+    default = {e.name: float(DEFAULTS["reliability"].get(e.name, 1.0)) for e in world.experts}
+    for modality in ("text", "seg"):
+        results["sweep"]["fixed"][modality] = {k: v for k, v in default.items() if k != modality}
+        curve = []
+        for r in args.sweep_points:
+            reliability = {**default, modality: float(r)}
+            mixture = ProductOfExperts(world.experts, reliability, args.guidance)
+            scores, _, _ = scores_for(mixture, args.seeds[0], sweep_n, f"sweep {modality}={r:g}")
+            curve.append({"r": float(r), "reliability": reliability, **scores.consistency()})
+        results["sweep"]["curves"][modality] = curve
+    points = [p for curve in results["sweep"]["curves"].values() for p in curve]
+    best = max(points, key=lambda p: (round(p["mean"], 6), -sum(abs(v - 1) for v in p["reliability"].values())))
+    results["suggested_reliability"] = {
+        "reliability": best["reliability"], "mean_consistency": best["mean"],
+        "criterion": "the sweep point with the highest mean of the three consistencies (seg mIoU, sketch "
+                     "edge F1, text attribute accuracy) on the sweep's faces; ties go to the point closest to all 1"}
+    results["claim"] = claim(results["rows"])
+    results["config"] = {
+        "n": args.n, "steps": args.steps, "sampler": args.sampler, "guidance": args.guidance, "seeds": args.seeds,
+        "batch": args.batch, "image_size": size, "faces": f"faces.SPLITS['heldout'] seeds "
+        f"{SPLITS['heldout'].start}..{SPLITS['heldout'].start + args.n - 1}",
+        "fd_reference": f"{args.fd_reference} real held-out faces from seed "
+                        f"{SPLITS['heldout'].start + FD_REFERENCE_OFFSET}",
+        "faces_dir": str(args.faces_dir), "metrics_dir": str(args.metrics_dir), "quick": args.quick,
+        "metric_nets": {net: metric_nets.read_config(Path(args.metrics_dir) / f"{net}.safetensors").extra.get(
+            "heldout_accuracy") for net in metric_nets.NETS},
+    }
+    results["hardware"] = hardware()
+    results["runtime_seconds"] = round(time.perf_counter() - t_start, 1)
+    results["command"] = args.command
+    results["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return results
+
+
+def claim(rows: dict) -> dict:
+    """The paper's claim on our world: the product (default r) beats every single expert on the
+    mean consistency and reaches at least 90% of the joint model's mean."""
+    poe = rows["poe_default"]["metrics"]["mean"]["mean"]
+    singles = {k: rows[k]["metrics"]["mean"]["mean"] for k in CONSISTENCIES if k in rows}
+    best = max(singles, key=singles.get)
+    spread = rows["poe_default"]["metrics"]["mean"]["spread"] + rows[best]["metrics"]["mean"]["spread"]
+    out = {"poe_mean": poe, "single_means": singles, "beats_every_single": all(poe > v for v in singles.values()),
+           "margin_over_best_single": poe - singles[best], "seed_spread": spread,
+           "margin_exceeds_seed_spread": poe - singles[best] > spread}
+    if "joint" in rows:
+        joint = rows["joint"]["metrics"]["mean"]["mean"]
+        out.update(joint_mean=joint, share_of_joint=poe / joint if joint else None,
+                   reaches_90_percent_of_joint=joint > 0 and poe >= 0.9 * joint)
+    out["holds"] = out["beats_every_single"] and out.get("reaches_90_percent_of_joint", False)
+    return out
+
+
+def fmt(m: dict, digits: int = 3) -> str:
+    return f"{m['mean']:.{digits}f} ± {m['spread']:.{digits}f}"
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    c = results["config"]
+    lines = ["# Evaluation: product of experts on the cartoon-faces world", "",
+             f"Command: `{results['command']}`  ",
+             f"N = {c['n']} held-out faces ({c['faces']}), {c['steps']} {c['sampler']} steps, "
+             f"guidance {c['guidance']:g}, seeds {', '.join(map(str, c['seeds']))}, "
+             f"{c['image_size']}x{c['image_size']} images.  ",
+             f"Hardware: {results['hardware']}. Runtime: {results['runtime_seconds'] / 60:.1f} min "
+             f"({results['date']}).", "",
+             "Each value: mean over the seeds ± half their range. Conditions: the seg map, sketch and caption of the "
+             "same held-out face. ↑ higher is better, ↓ lower is better.", "",
+             "| row | seg mIoU ↑ | sketch F1 ↑ | text acc ↑ | mean ↑ | FD ↓ | diversity | net rows / image "
+             "| s / image |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key, row in results["rows"].items():
+        m, cost = row["metrics"], row["cost"]
+        div = f"{row['diversity']:.2f}" if row["diversity"] is not None else "n/a"
+        label = row["label"] + (f" (same images as {row['same_images_as']})" if row["same_images_as"] else "")
+        lines.append(f"| {label} | {fmt(m['seg'])} | {fmt(m['sketch'])} | {fmt(m['text'])} | "
+                     f"**{fmt(m['mean'])}** | {fmt(m['fd'], 2)} | {div} | {cost.get('rows_per_image', 0):.0f} | "
+                     f"{cost.get('seconds_per_image', 0):.3f} |")
+    r = results["real"]
+    lines.append(f"| {r['label']} | {r['seg']:.3f} | {r['sketch']:.3f} | {r['text']:.3f} | {r['mean']:.3f} | "
+                 f"{r['fd']:.2f} | ({r['diversity_between_faces']:.2f} between faces) | 0 | 0 |")
+    cl = results["claim"]
+    singles = ", ".join(f"{k} {v:.3f}" for k, v in cl["single_means"].items())
+    verdict = "**The claim holds.**" if cl["holds"] else "**The claim does not hold on this run.**"
+    lines += ["", f"{verdict} Mean consistency of the product (default r): {cl['poe_mean']:.3f}; single experts: "
+              f"{singles} ({'beats' if cl['beats_every_single'] else 'does not beat'} every single expert; "
+              f"margin over the best {cl['margin_over_best_single']:+.3f}, "
+              f"{'beyond' if abs(cl['margin_over_best_single']) > cl['seed_spread'] else 'within'} the seed spread "
+              f"{cl['seed_spread']:.3f})."]
+    if "joint_mean" in cl:
+        lines[-1] += (f" Joint model: {cl['joint_mean']:.3f}; the product reaches {cl['share_of_joint']:.0%} of it "
+                      f"(target ≥ 90%).")
+    s, sug = results["sweep"], results["suggested_reliability"]
+    lines += ["", "## Reliability sweep", "",
+              f"Product of experts on the first {s['n']} faces, seed {s['seed']}; one reliability varies from "
+              f"{min(s['points']):g} to {max(s['points']):g}, the others stay at the defaults.", "",
+              "![sweep](sweep.png)", "",
+              "| varied | r | seg mIoU | sketch F1 | text acc | mean |", "| --- | --- | --- | --- | --- | --- |"]
+    for modality, curve in s["curves"].items():
+        for p in curve:
+            lines.append(f"| {modality} | {p['r']:g} | {p['seg']:.3f} | {p['sketch']:.3f} | {p['text']:.3f} | "
+                         f"{p['mean']:.3f} |")
+    rel = ", ".join(f"{k}={v:g}" for k, v in sug["reliability"].items())
+    lines += ["", f"Suggested default reliabilities: **{rel}** (mean consistency {sug['mean_consistency']:.3f}). "
+              f"Criterion: {sug['criterion']}.", "",
+              "## Metrics", "",
+              "- seg mIoU: the segmenter's map of the output against the input map, mean IoU over the classes "
+              "present in either, averaged over images.",
+              "- sketch F1: Canny edges of the output (RGB, thresholds 100/200) against the input sketch, one-to-one "
+              "matching within 2 pixels (BSDS-style), averaged over images.",
+              "- text acc: the attribute classifier's prediction of each attribute the caption mentions, pooled "
+              "over (face, attribute) pairs.",
+              "- FD: Fréchet distance between the classifier's features of the outputs (per seed) and of "
+              f"{c['fd_reference']}. It grows as N shrinks; the real-faces row is the floor at this N.",
+              "- diversity: mean feature distance between the outputs of different seeds for the same conditions "
+              "(for scale, the real-faces row gives the mean distance between two different faces).",
+              "- net rows / image: network rows evaluated per image over all steps; s / image: sampling wall time "
+              "per image, faces batched (text encoding and scoring excluded).", "",
+              "Metric networks (held-out accuracy on clean real faces): "
+              + "; ".join(f"{net} {json.dumps({k: v for k, v in (acc or {}).items() if not isinstance(v, dict)})}"
+                          for net, acc in c["metric_nets"].items()) + "."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_sweep(results: dict, path: Path) -> None:
+    """Text accuracy, seg mIoU (and sketch F1, mean) against each swept reliability."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = results["sweep"]["curves"]
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), sharey=True)
+    for ax, (modality, curve) in zip(np.atleast_1d(axes), curves.items()):
+        r = [p["r"] for p in curve]
+        ax.plot(r, [p["text"] for p in curve], "o-", label="text attribute accuracy")
+        ax.plot(r, [p["seg"] for p in curve], "s-", label="seg mIoU")
+        ax.plot(r, [p["sketch"] for p in curve], "^:", label="sketch edge F1", alpha=0.7)
+        ax.plot(r, [p["mean"] for p in curve], "k--", label="mean of the three", alpha=0.7)
+        fixed = ", ".join(f"{k}={v:g}" for k, v in results["sweep"]["fixed"][modality].items())
+        ax.set_title(f"{modality} reliability varied ({fixed})", fontsize=10)
+        ax.set_xlabel(f"r_{modality}")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("consistency")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle(f"Reliability sweep: product of experts, {results['sweep']['n']} held-out faces", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, help=f"held-out faces (default {FULL_N}; --quick: {QUICK_N})")
+    ap.add_argument("--out", default="reports")
+    ap.add_argument("--quick", action="store_true", help=f"N = {QUICK_N} and sweep points {QUICK_SWEEP}")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sampler seeds (the spread is over these)")
+    ap.add_argument("--steps", type=int, default=DEFAULTS["steps"])
+    ap.add_argument("--sampler", default=DEFAULTS["sampler"])
+    ap.add_argument("--guidance", type=float, default=DEFAULTS["guidance"])
+    ap.add_argument("--batch", type=int, default=50, help="faces per sampler call")
+    ap.add_argument("--sweep-points", type=float, nargs="+", help=f"reliabilities (default {FULL_SWEEP})")
+    ap.add_argument("--sweep-n", type=int, default=0, help="faces in the sweep (default: min(N, 150))")
+    ap.add_argument("--fd-reference", type=int, default=2000, help="real faces for the Fréchet reference")
+    ap.add_argument("--faces-dir", default=str(FACES_DIR))
+    ap.add_argument("--metrics-dir", default=str(metric_nets.METRICS_DIR))
+    ap.add_argument("--quiet", dest="verbose", action="store_false")
+    args = ap.parse_args(argv)
+    args.n = args.n or (QUICK_N if args.quick else FULL_N)
+    args.sweep_points = list(args.sweep_points or (QUICK_SWEEP if args.quick else FULL_SWEEP))
+    args.sweep_n = args.sweep_n or min(args.n, 150)
+    if args.n < 2:
+        ap.error("--n must be at least 2 (the Fréchet distance needs a covariance)")
+    args.command = "python -m unite_demo.evaluate " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    results = evaluate(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, out / "eval.md")
+    plot_sweep(results, out / "sweep.png")
+    print(f"wrote {out / 'eval.md'}, {out / 'eval.json'} and {out / 'sweep.png'} "
+          f"in {results['runtime_seconds'] / 60:.1f} min")
+    return results
+
+
+if __name__ == "__main__":
+    main()

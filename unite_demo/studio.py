@@ -1,0 +1,433 @@
+"""The studio's logic, free of any UI toolkit: canvas values -> a validated request, runs streamed
+as display-ready updates (cached by every input, frames included), example inputs, photo -> sketch
+by OpenCV's Canny edge detector, and newest-wins tickets for live mode. app.py only wires widgets."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .conditions import (MAX_SEED, ConditionError, Request, open_image, seg_from_image, sketch_from_image,
+                         to_uint8)
+from .examples import load_examples
+from .faces import PALETTE, PALETTE_RGB, seg_to_rgb
+from .world import BUILTIN, DEFAULTS, World, get_world
+
+CANVAS = 256  # side of the sketch canvas and the segmentation painter, in canvas pixels
+RESULT_SIZE = 256  # the result and its previews, upscaled bicubic from the world's 32x32
+CONDITION_SIZE = 128  # the conditions as the experts received them, upscaled nearest
+DEBOUNCE_S = 0.35  # live mode: the page waits this long after the last change before it runs
+PHOTO_EDGE_SIZE = 128  # photos are edge-detected at this side, then reduced like any drawing
+MODALITY_NAMES = {"seg": "segmentation", "sketch": "sketch", "text": "text"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Palette and widgets' contents
+
+def palette_hex() -> list[str]:
+    """The world's class colours as '#rrggbb', in class-id order (the painter's fixed brush palette)."""
+    return ["#%02x%02x%02x" % rgb for _, _, rgb in PALETTE]
+
+
+def legend_html() -> str:
+    """A colour swatch and the class name for every palette entry."""
+    items = "".join(
+        f'<span class="legend-item" data-class="{html.escape(name)}" style="display:inline-flex;align-items:center;'
+        f'gap:4px;margin:2px 10px 2px 0"><span style="display:inline-block;width:14px;height:14px;'
+        f'border:1px solid #888;background:{colour}"></span>{html.escape(name)}</span>'
+        for (_, name, _), colour in zip(PALETTE, palette_hex()))
+    return f'<div class="palette-legend">{items}</div>'
+
+
+def blank_map(size: int = CANVAS) -> np.ndarray:
+    """A painter background of the background class only: (size,size,3) uint8."""
+    return np.broadcast_to(PALETTE_RGB[0], (size, size, 3)).copy()
+
+
+def random_seed() -> int:
+    return random.randint(0, 2**31 - 1)
+
+
+def available_worlds() -> list[str]:
+    """Worlds the page offers; the built-in one always (others join when configured)."""
+    return [BUILTIN]
+
+
+def sketch_for_canvas(sketch: np.ndarray, size: int = CANVAS) -> np.ndarray:
+    """White-on-black strokes (any size) -> dark strokes on white paper at the canvas size, RGB."""
+    paper = np.where(np.asarray(sketch) > 127, 0, 255).astype(np.uint8)
+    img = Image.fromarray(paper).resize((size, size), Image.Resampling.NEAREST)
+    return np.asarray(img.convert("RGB"))
+
+
+@dataclass
+class ExampleInputs:
+    """Everything one example sets on the page."""
+
+    name: str
+    seg: np.ndarray  # painter background, palette colours, (CANVAS, CANVAS, 3)
+    sketch: np.ndarray  # canvas background, dark strokes on white, (CANVAS, CANVAS, 3)
+    text: str
+    reliability: dict[str, float]
+    seed: int
+
+
+@functools.lru_cache(maxsize=None)
+def example_inputs(index: int) -> ExampleInputs:
+    """Example `index` of assets/examples, read on first use and kept."""
+    examples = load_examples()
+    if not 0 <= index < len(examples):
+        raise IndexError(f"example {index}: there are {len(examples)} examples")
+    e = examples[index]
+    seg = np.asarray(Image.open(e.seg).convert("RGB").resize((CANVAS, CANVAS), Image.Resampling.NEAREST))
+    sketch = sketch_for_canvas(np.asarray(Image.open(e.sketch).convert("L")))
+    return ExampleInputs(e.name, seg, sketch, e.text, dict(e.reliability), int(e.seed))
+
+
+def example_names() -> list[str]:
+    return [e.name for e in load_examples()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Canvas values -> condition images
+
+def _editor_image(value):
+    """An image editor's value ({'background', 'layers', 'composite'}) or a plain image -> the image
+    that shows what the user sees (composite, else background), or None when there is none."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        for key in ("composite", "background"):
+            if value.get(key) is not None:
+                return value[key]
+        return None
+    return value
+
+
+def _rgba(value, what: str) -> np.ndarray | None:
+    """Any image -> (H,W,4) uint8; None when there is no image or it is fully transparent."""
+    img = _editor_image(value)
+    if img is None:
+        return None
+    rgba = np.asarray(open_image(img, what).convert("RGBA"))
+    if not rgba[..., 3].any():
+        return None
+    return rgba
+
+
+def _flatten(rgba: np.ndarray, paper: tuple[int, int, int]) -> np.ndarray:
+    """(H,W,4) over an opaque `paper` colour -> (H,W,3) uint8."""
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    out = rgba[..., :3].astype(np.float32) * a + np.array(paper, np.float32) * (1 - a)
+    return out.round().astype(np.uint8)
+
+
+def seg_from_editor(value, size: int) -> np.ndarray | None:
+    """Painted map -> (size,size) class ids by nearest palette colour (unpainted = background);
+    None when nothing but background is there (the segmentation expert is then off)."""
+    rgba = _rgba(value, "segmentation map")
+    if rgba is None:
+        return None
+    ids = seg_from_image(rgba, size, strict=False)
+    return ids if ids.any() else None
+
+
+def is_photo(rgb: np.ndarray) -> bool:
+    """A photo (or a rendered picture) rather than a line drawing: a drawing is mostly paper of one
+    tone with strokes of the opposite tone and little colour; a photo has many tones or colours."""
+    px = np.asarray(rgb, dtype=np.float32)
+    gray = px.mean(-1)
+    paper = float(np.median(gray))
+    near_paper = np.abs(gray - paper) < 40
+    near_ink = np.abs(gray - (255.0 - paper)) < 80
+    midtones = ~(near_paper | near_ink)
+    colourful = (px.max(-1) - px.min(-1)) > 60
+    return bool(near_paper.mean() < 0.6 or midtones.mean() > 0.12 or colourful.mean() > 0.05)
+
+
+def photo_to_sketch(rgb: np.ndarray, size: int = PHOTO_EDGE_SIZE) -> np.ndarray:
+    """A photo -> white edges on black (size,size) uint8 via OpenCV: grey, area resize, blur, Canny."""
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+    gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+    gray = cv2.GaussianBlur(gray, (3, 3), 0)
+    return cv2.Canny(gray, 50, 150)
+
+
+@dataclass
+class SketchInput:
+    image: np.ndarray | None  # what goes to the world (a drawing in either polarity), None = off
+    derived: bool = False  # True when it came from a photo through edge detection
+    note: str | None = None
+
+
+def _layer_strokes(layers, size: int) -> np.ndarray | None:
+    """Strokes drawn on the editor's layers (opaque pixels) -> white on black (size,size) uint8."""
+    masks = [np.asarray(open_image(layer, "sketch layer").convert("RGBA"))[..., 3] > 127 for layer in layers or ()
+             if layer is not None]
+    if not masks or not any(m.any() for m in masks):
+        return None
+    cover = cv2.resize(np.logical_or.reduce(masks).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return np.where(cover > 0.25, 255, 0).astype(np.uint8)
+
+
+def sketch_from_editor(value) -> SketchInput:
+    """The sketch canvas (or an uploaded drawing or photo) -> the drawing handed to the world.
+    Transparent canvas pixels are paper (white). A photo becomes its Canny edges, plus any strokes
+    drawn over it."""
+    rgba = _rgba(value, "sketch")
+    if rgba is None:
+        return SketchInput(None, note="sketch canvas is empty: the sketch expert is off")
+    background = _rgba(value.get("background"), "sketch") if isinstance(value, dict) else rgba
+    if background is not None:
+        paper = _flatten(background, (255, 255, 255))
+        if is_photo(paper):
+            edges = photo_to_sketch(paper)
+            strokes = _layer_strokes(value.get("layers"), edges.shape[0]) if isinstance(value, dict) else None
+            if strokes is not None:
+                edges = np.maximum(edges, strokes)
+            return SketchInput(edges, True, "a photo was given: the sketch is its edges (OpenCV Canny)")
+    return SketchInput(_flatten(rgba, (255, 255, 255)))
+
+
+def derive_sketch(value, world_name: str = BUILTIN) -> tuple[np.ndarray | None, str | None]:
+    """For an upload to the sketch canvas: a photo -> the sketch the expert will get from it (white
+    strokes on black, CONDITION_SIZE) with a note; a drawing -> (None, None)."""
+    s = sketch_from_editor(value)
+    if not s.derived:
+        return None, None
+    binary = sketch_from_image(s.image, load_world(world_name).image_size)
+    img = Image.fromarray(binary).resize((CONDITION_SIZE, CONDITION_SIZE), Image.Resampling.NEAREST)
+    return np.asarray(img.convert("RGB")), s.note
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests, results and their cache
+
+def load_world(name: str = BUILTIN) -> World:
+    """The world, loaded once per process and warmed up once."""
+    world = get_world(name)
+    _warm(name)
+    return world
+
+
+@functools.lru_cache(maxsize=None)
+def _warm(name: str) -> None:
+    get_world(name).warm_up()
+
+
+def build_request(world: World, *, seg=None, sketch=None, text=None, seg_on=True, sketch_on=True, text_on=True,
+                  r_seg=None, r_sketch=None, r_text=None, seed=DEFAULTS["seed"], steps=DEFAULTS["steps"],
+                  guidance=DEFAULTS["guidance"], sampler=DEFAULTS["sampler"]) -> Request:
+    """Widget values -> a validated Request (ConditionError on bad input); its notes say, in words,
+    which modalities are off and why."""
+    notes = []
+    seg_ids = None
+    if seg_on:
+        seg_ids = seg_from_editor(seg, world.image_size)
+        if seg_ids is None:
+            notes.append("segmentation map is blank (nothing painted): the segmentation expert is off")
+    elif seg is not None:
+        notes.append("segmentation is switched off")
+    sketch_img = None
+    if sketch_on:
+        s = sketch_from_editor(sketch)
+        sketch_img = s.image
+        if s.note:
+            notes.append(s.note)
+    elif sketch is not None:
+        notes.append("sketch is switched off")
+    if not text_on:
+        if text:
+            notes.append("text is switched off")
+        text = None
+    elif text is None or (isinstance(text, str) and not text.strip()):
+        notes.append("caption is empty: the text expert is off")
+    rel = {name: value for name, value in (("seg", r_seg), ("sketch", r_sketch), ("text", r_text)) if value is not None}
+    req = world.request(seg=seg_to_rgb(seg_ids) if seg_ids is not None else None, sketch=sketch_img, text=text,
+                        reliability=rel, guidance=guidance, steps=steps, seed=seed, sampler=sampler)
+    notes.extend(req.notes)
+    if not req.present():
+        notes.append("no modality given: sampling the experts' mixed prior (an unconditional face)")
+    req.notes = tuple(dict.fromkeys(notes))
+    return req
+
+
+def request_key(world_name: str, req: Request) -> str:
+    """A digest of everything that determines a run's frames."""
+    h = hashlib.sha256()
+    for part in (world_name, req.text, sorted(req.reliability.items()), req.guidance, req.steps, req.seed,
+                 req.sampler):
+        h.update(repr(part).encode() + b"\0")
+    for arr in (req.seg, req.sketch):
+        h.update(b"none" if arr is None else np.ascontiguousarray(arr).tobytes() + repr(arr.shape).encode())
+    return h.hexdigest()
+
+
+class ResultCache:
+    """Least-recently-used cache of finished runs: key -> frames ((H,W,3) uint8, the last is final)."""
+
+    def __init__(self, max_items: int = 256):
+        self.max_items = max_items
+        self._items: OrderedDict[str, tuple[np.ndarray, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[np.ndarray, ...] | None:
+        with self._lock:
+            frames = self._items.get(key)
+            if frames is not None:
+                self._items.move_to_end(key)
+            return frames
+
+    def put(self, key: str, frames) -> None:
+        with self._lock:
+            self._items[key] = tuple(frames)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class Tickets:
+    """Newest-wins per session: a run remembers the ticket it started under and stops once a newer
+    one is issued for its session (live mode, Stop, a new Run)."""
+
+    def __init__(self, max_sessions: int = 10_000):
+        self.max_sessions = max_sessions
+        self._n: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def bump(self, session: str) -> int:
+        with self._lock:
+            n = self._n.pop(session, 0) + 1
+            self._n[session] = n
+            while len(self._n) > self.max_sessions:
+                self._n.popitem(last=False)
+            return n
+
+    def current(self, session: str) -> int:
+        with self._lock:
+            return self._n.get(session, 0)
+
+
+CACHE = ResultCache()
+TICKETS = Tickets()
+
+
+def frame_image(frame: np.ndarray, size: int = RESULT_SIZE) -> Image.Image:
+    """(H,W,3) uint8 -> PIL image upscaled bicubic to size x size."""
+    img = Image.fromarray(frame)
+    return img if img.width == size else img.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def conditions_view(req: Request, size: int = CONDITION_SIZE) -> tuple[Image.Image | None, Image.Image | None, str]:
+    """The conditions exactly as the experts receive them: the label map in palette colours, the
+    binarised sketch (white strokes on black), the caption; with each modality's reliability."""
+    seg = sketch = None
+    if req.seg is not None:
+        seg = Image.fromarray(seg_to_rgb(req.seg)).resize((size, size), Image.Resampling.NEAREST)
+    if req.sketch is not None:
+        sketch = Image.fromarray(req.sketch).resize((size, size), Image.Resampling.NEAREST).convert("RGB")
+    caption = req.text if req.text is not None else "(no caption: the text expert is off)"
+    active = [f"{MODALITY_NAMES[m]} x{req.reliability.get(m, 0):g}" for m in req.present()
+              if req.reliability.get(m, 0) > 0]
+    weights = ", ".join(active) if active else "none (unconditional)"
+    return seg, sketch, f"{caption}\n\nexperts: {weights}; guidance {req.guidance:g}"
+
+
+@dataclass
+class Update:
+    """One message to the page: a preview (or the final image) with its progress line."""
+
+    step: int
+    total: int
+    image: Image.Image | None
+    status: str
+    seg: Image.Image | None = None
+    sketch: Image.Image | None = None
+    caption: str = ""
+    done: bool = False
+    cached: bool = False
+    superseded: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+def _status(step: int, total: int, notes: tuple[str, ...], tail: str = "") -> str:
+    line = f"step {step} / {total}" + (f" · {tail}" if tail else "")
+    return "\n".join([line, *(f"note: {n}" for n in notes)])
+
+
+def run(world_name: str = BUILTIN, *, seg=None, sketch=None, text=None, seg_on=True, sketch_on=True, text_on=True,
+        r_seg=None, r_sketch=None, r_text=None, seed=DEFAULTS["seed"], steps=DEFAULTS["steps"],
+        guidance=DEFAULTS["guidance"], sampler=DEFAULTS["sampler"], live: bool = False, session: str | None = None,
+        cache: ResultCache = CACHE, tickets: Tickets = TICKETS) -> Iterator[Update]:
+    """One run from the page's widget values: an Update after every denoising step, then the final
+    image (done=True). A repeated request replays its cached frames at once. With a session, every
+    run takes a new ticket, and a live run stops within one step once a newer ticket is issued for
+    its session (a newer change, Run, Stop). Raises ConditionError on bad input."""
+    ticket = tickets.bump(session) if session is not None else None
+
+    def superseded() -> bool:
+        return live and ticket is not None and tickets.current(session) != ticket
+
+    if world_name not in available_worlds():
+        raise ConditionError(f"world: unknown world {world_name!r}; accepted: {', '.join(available_worlds())}")
+    world = load_world(world_name)
+    req = build_request(world, seg=seg, sketch=sketch, text=text, seg_on=seg_on, sketch_on=sketch_on,
+                        text_on=text_on, r_seg=r_seg, r_sketch=r_sketch, r_text=r_text, seed=seed, steps=steps,
+                        guidance=guidance, sampler=sampler)
+    views = conditions_view(req)
+    key = request_key(world_name, req)
+    frames = cache.get(key)
+    n = req.steps
+    if frames is not None:
+        for k, frame in enumerate(frames[:-1], start=1):
+            yield Update(k, n, frame_image(frame), _status(k, n, req.notes), *views, notes=req.notes, cached=True)
+        yield Update(n, n, frame_image(frames[-1]), _status(n, n, req.notes, "done (cached)"), *views, done=True,
+                     cached=True, notes=req.notes)
+        return
+    kept = []
+    start = time.perf_counter()
+    for f in world.generate(req):
+        if superseded():
+            yield Update(f.step, n, None, f"stopped at step {f.step} / {n}", *views, superseded=True, notes=req.notes)
+            return
+        frame = to_uint8(f.image)[0]
+        kept.append(frame)
+        tail = f"done in {time.perf_counter() - start:.2f} s" if f.done else ""
+        yield Update(f.step, n, frame_image(frame), _status(f.step, n, req.notes, tail), *views, done=f.done,
+                     notes=req.notes)
+    cache.put(key, kept)
+
+
+def save_frames(frames: list[Image.Image], path: Path, duration_ms: int = 120, hold_ms: int = 1200) -> Path:
+    """Preview frames -> an animated GIF or WebP (by suffix) that holds the final image a while."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    durations = [duration_ms] * (len(frames) - 1) + [hold_ms]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0,
+                   **({"lossless": True} if path.suffix.lower() == ".webp" else {"optimize": False}))
+    return path
+
+
+__all__ = ["CANVAS", "CACHE", "TICKETS", "ExampleInputs", "ResultCache", "SketchInput", "Tickets", "Update",
+           "available_worlds", "blank_map", "build_request", "conditions_view", "derive_sketch", "example_inputs",
+           "example_names", "is_photo", "legend_html", "load_world", "palette_hex", "photo_to_sketch",
+           "random_seed", "request_key", "run", "save_frames", "seg_from_editor", "sketch_for_canvas",
+           "sketch_from_editor", "MAX_SEED"]
