@@ -228,6 +228,8 @@ def make_screenshot(url: str, out: Path) -> dict:
         page = browser.new_page(viewport=VIEWPORT)
         studio_page = StudioPage(page, url).open()
         timing = studio_page.run_and_time()
+        page.mouse.move(0, 0)  # no hover highlight on the Run button
+        page.wait_for_timeout(300)
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out), full_page=False)
         return timing
