@@ -251,8 +251,11 @@ def make_animation(out: Path) -> Path:
             if img is not None:
                 panel.paste(img.convert("RGB").resize((size, size), Image.Resampling.NEAREST if k < 2 else
                                                       Image.Resampling.BICUBIC), (10 + k * (size + 10), 10))
-        label = "final image" if u.done else f"step {u.step} / {u.total}: predicted image"
-        ImageDraw.Draw(panel).text((10, size + 16), f"segmentation map   |   sketch   |   {label}", fill="black")
+        draw = ImageDraw.Draw(panel)
+        labels = ("segmentation map", "sketch", "final image" if u.done else f"step {u.step} / {u.total}")
+        for k, label in enumerate(labels):
+            width = draw.textlength(label)
+            draw.text((10 + k * (size + 10) + (size - width) / 2, size + 16), label, fill="black")
         frames.append(panel)
     return studio.save_frames(frames, out)
 
