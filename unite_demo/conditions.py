@@ -266,4 +266,6 @@ def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=Non
     for m, value in (("seg", seg_ids), ("sketch", sketch_px), ("text", text)):
         if m in modalities and value is not None and rel[m] == 0:
             notes.append(f"{m} reliability is 0: the {m} expert is off")
+    if seg_ids is None and sketch_px is None and text is None:
+        notes.append("no modality given: sampling the experts' mixed prior (an unconditional face)")
     return Request(seg_ids, sketch_px, text, rel, guidance, steps, seed, sampler, tuple(notes))

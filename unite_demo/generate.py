@@ -56,8 +56,6 @@ def main(argv=None) -> int:
         return 2
     for note in req.notes:
         print(f"note: {note}", file=sys.stderr)
-    if not req.present():
-        print("note: no modality given: sampling the experts' mixed prior (an unconditional face)", file=sys.stderr)
     frames_dir = Path(args.frames) if args.frames else None
     try:
         for frame in world.generate(req):

@@ -258,8 +258,6 @@ def build_request(world: World, *, seg=None, sketch=None, text=None, seg_on=True
     req = world.request(seg=seg_to_rgb(seg_ids) if seg_ids is not None else None, sketch=sketch_img, text=text,
                         reliability=rel, guidance=guidance, steps=steps, seed=seed, sampler=sampler)
     notes.extend(req.notes)
-    if not req.present():
-        notes.append("no modality given: sampling the experts' mixed prior (an unconditional face)")
     req.notes = tuple(dict.fromkeys(notes))
     return req
 
