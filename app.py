@@ -28,7 +28,7 @@ THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_m
 CSS = """
 #result img, #cond-seg img, #cond-sketch img { image-rendering: auto; }
 #progress { min-height: 3em; font-family: ui-monospace, monospace; }
-.palette-legend { font-size: 0.9em; }
+.palette-legend { font-size: 0.9em; max-height: 9em; overflow-y: auto; }
 """
 
 LIVE_JS = f"""() => {{
@@ -41,8 +41,9 @@ LIVE_JS = f"""() => {{
 
 
 def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance, sampler,
-             world, live, request: gr.Request = None):
-    """Generate a face from a segmentation map, a sketch and a caption, streaming a preview per step.
+             world, live, class_name="", r_class=1.0, request: gr.Request = None):
+    """Generate an image from a segmentation map, a sketch and a caption (and, in worlds with a class
+    expert, an ImageNet class name or id; '' = off), streaming a preview per step.
 
     Returns (streamed): result image, progress line, segmentation map / sketch as the experts
     received them, caption and expert weights."""
@@ -50,7 +51,8 @@ def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_t
     try:
         for update in studio.run(world, seg=seg, sketch=sketch, text=text, seg_on=seg_on, sketch_on=sketch_on,
                                  text_on=text_on, r_seg=r_seg, r_sketch=r_sketch, r_text=r_text, seed=seed,
-                                 steps=steps, guidance=guidance, sampler=sampler, live=bool(live), session=session):
+                                 steps=steps, guidance=guidance, sampler=sampler, live=bool(live), session=session,
+                                 class_name=class_name, r_class=r_class):
             if update.superseded:
                 yield gr.skip(), update.status, gr.skip(), gr.skip(), gr.skip()
                 return
@@ -80,9 +82,9 @@ def new_ticket(request: gr.Request):
     studio.TICKETS.bump(request.session_hash)
 
 
-def sketch_uploaded(sketch):
+def sketch_uploaded(sketch, world):
     """A photo dropped on the sketch canvas: show the sketch derived from it (the canvas keeps the photo)."""
-    derived, note = studio.derive_sketch(sketch)
+    derived, note = studio.derive_sketch(sketch, world)
     if derived is None:
         return gr.update(value=None, visible=False)
     gr.Info(note)
@@ -90,9 +92,36 @@ def sketch_uploaded(sketch):
 
 
 def load_example(index):
+    """The examples are cartoon faces: they bring that world back with them."""
     ex = studio.example_inputs(int(index))
     return (ex.seg, ex.sketch, ex.text, True, True, True, ex.reliability["seg"], ex.reliability["sketch"],
-            ex.reliability["text"], ex.seed)
+            ex.reliability["text"], ex.seed, BUILTIN)
+
+
+def world_page(name):
+    try:
+        return studio.world_page(name)
+    except (OSError, ValueError) as e:  # ConditionError is a ValueError, sd15.WeightsMissing an OSError
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def world_changed(name):
+    """Another world: its painter palette and legend, its cards, its class picker, its steps and guidance."""
+    page = world_page(name)
+    return (gr.ImageEditor(brush=painter_brush(page.brush_colours, page.default_colour)), page.legend,
+            gr.Column(visible="seg" in page.modalities), gr.Column(visible="sketch" in page.modalities),
+            gr.Column(visible="text" in page.modalities), gr.Column(visible="class" in page.modalities),
+            gr.Dropdown(choices=page.class_choices, value=""), page.steps, page.guidance)
+
+
+def blank_map(name):
+    """The world's blank map: when a world is picked (a map painted in another palette means nothing
+    there) and on 'Start from a blank map'."""
+    return world_page(name).blank
+
+
+def painter_brush(colours, default):
+    return gr.Brush(colors=colours, default_color=default, color_mode="fixed", default_size=16)
 
 
 def guard_uploads(component, what):
@@ -126,7 +155,7 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
-                with gr.Column(variant="panel", min_width=280):
+                with gr.Column(variant="panel", min_width=280) as sketch_card:
                     sketch_on, r_sketch = card_header("sketch", EXAMPLE.reliability["sketch"])
                     sketch = gr.Sketchpad(
                         value=EXAMPLE.sketch, label="Sketch", type="numpy", image_mode="RGBA", format="png",
@@ -137,21 +166,26 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
                     derived = gr.Image(label="sketch derived from the photo (OpenCV Canny), as the expert gets it",
                                        format="png", interactive=False, visible=False, height=140,
                                        buttons=["download"], elem_id="sketch-derived")
-                with gr.Column(variant="panel", min_width=280):
+                with gr.Column(variant="panel", min_width=280) as seg_card:
                     seg_on, r_seg = card_header("seg", EXAMPLE.reliability["seg"])
                     seg = gr.ImageEditor(
                         value=EXAMPLE.seg, label="Segmentation map", type="numpy", image_mode="RGBA", format="png",
                         sources=("upload", "clipboard"),
-                        brush=gr.Brush(colors=studio.palette_hex(), default_color=studio.palette_hex()[1],
-                                       color_mode="fixed", default_size=16),
+                        brush=painter_brush(studio.palette_hex(), studio.palette_hex()[1]),
                         eraser=gr.Eraser(default_size=16), canvas_size=(studio.CANVAS, studio.CANVAS),
                         fixed_canvas=True, layers=False, transforms=(), elem_id="seg-painter")
-                    gr.HTML(studio.legend_html(), elem_id="seg-legend")
+                    legend = gr.HTML(studio.legend_html(), elem_id="seg-legend")
                     blank = gr.Button("Start from a blank map", size="sm")
-            with gr.Column(variant="panel"):
+            with gr.Column(variant="panel") as text_card:
                 text_on, r_text = card_header("text", EXAMPLE.reliability["text"])
                 text = gr.Textbox(value=EXAMPLE.text, label="Caption", lines=2, max_length=MAX_TEXT_CHARS,
                                   elem_id="caption")
+            with gr.Column(variant="panel", visible=False) as class_card:  # worlds with a class expert (sd15-dit)
+                with gr.Row(equal_height=True):
+                    class_name = gr.Dropdown([(studio.CLASS_OFF, "")], value="", label="ImageNet class",
+                                             allow_custom_value=True, filterable=True, scale=2, elem_id="class-name")
+                    r_class = gr.Slider(0, MAX_RELIABILITY, value=1.0, step=0.05, label="class reliability", scale=3,
+                                        elem_id="class-reliability")
             with gr.Row(equal_height=True):
                 seed = gr.Number(value=EXAMPLE.seed, label="Seed", precision=0, minimum=0, maximum=MAX_SEED,
                                  min_width=90, elem_id="seed")
@@ -186,7 +220,7 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
     guard_uploads(seg, "segmentation map")
     guard_uploads(sketch, "sketch")
     inputs = [seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance,
-              sampler, world, live]
+              sampler, world, live, class_name, r_class]
     outputs = [result, progress, seg_view, sketch_view, caption_view]
     run_evt = run_btn.click(generate, inputs, outputs, api_name="generate", concurrency_id="generate",
                             show_progress="minimal", show_progress_on=[result])
@@ -200,12 +234,15 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
         api_visibility="private")
     stop_btn.click(stop, None, progress, queue=False, cancels=[run_evt, live_evt], api_visibility="private")
     dice.click(studio.random_seed, None, seed, queue=False, api_visibility="private")
-    blank.click(studio.blank_map, None, seg, queue=False, api_visibility="private")
+    blank.click(blank_map, world, seg, queue=False, api_visibility="private")
+    world.change(world_changed, world, [seg, legend, seg_card, sketch_card, text_card, class_card, class_name, steps,
+                                        guidance], api_visibility="private")
+    world.input(blank_map, world, seg, api_visibility="private")
     # (The canvas is never an output of its own upload event: that would drop the strokes drawn later.)
-    sketch.upload(sketch_uploaded, sketch, derived, api_visibility="private")
+    sketch.upload(sketch_uploaded, [sketch, world], derived, api_visibility="private")
     sketch.clear(lambda: gr.update(value=None, visible=False), None, derived, queue=False, api_visibility="private")
     examples.click(load_example, examples, [seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text,
-                                            seed], api_visibility="private")
+                                            seed, world], api_visibility="private")
 
 demo.queue(default_concurrency_limit=2, max_size=32)
 

@@ -2,7 +2,17 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+@pytest.fixture(scope="session")
+def sd15_folders(tmp_path_factory):
+    """Tiny random networks of the sd15 and sd15-dit worlds in local folders, written once (tests/tiny_sd15.py)."""
+    from tiny_sd15 import write_tiny_models
+
+    return write_tiny_models(tmp_path_factory.mktemp("pretrained"))

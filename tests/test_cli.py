@@ -1,4 +1,5 @@
-"""`python -m unite_demo.generate` on the shipped world: determinism, frames, clear errors."""
+"""`python -m unite_demo.generate` on the shipped world: determinism, frames, clear errors (the pretrained
+worlds' --world and --class: tests/test_sd15_page.py)."""
 
 import re
 import subprocess
@@ -65,4 +66,15 @@ def test_bad_input_exits_non_zero_with_one_clear_line(example, tmp_path, args, m
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--class", "goldfish"], r"^error: class: this world has no class expert; its modalities: seg, sketch, text$"),
+    (["--world", "mars"], r"^error: unknown world 'mars'; accepted: cartoon-faces, sd15, sd15-dit$"),
+])
+def test_unknown_world_and_class_without_a_class_expert_are_one_clear_line(tmp_path, capsys, args, message):
+    assert generate.main([*args, "--steps", "2", "--out", str(tmp_path / "x.png")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
     assert not (tmp_path / "x.png").exists()

@@ -172,6 +172,7 @@ def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
     assert {tuple(c) for c in seg_view.reshape(-1, 3)} <= {tuple(c) for c in PALETTE_RGB}
     assert set(np.unique(sketch_view)) <= {0, 255}
     assert first[0].caption.startswith(" ".join(ex.text.split()))
+    assert "the text expert reads: " in first[0].caption
     again = collect(**kw)
     assert all(u.cached for u in again) and "cached" in again[-1].status
     assert [np.asarray(u.image).tobytes() for u in again] == [np.asarray(u.image).tobytes() for u in first]
@@ -243,3 +244,9 @@ def test_seed_worlds_and_defaults_for_the_page():
     assert studio.available_worlds()[0] == "cartoon-faces"
     blank = studio.blank_map(64)
     assert blank.shape == (64, 64, 3) and (blank == PALETTE_RGB[0]).all()
+
+
+def test_what_the_text_expert_reads_is_described_in_words():
+    reading = {"hair_colour": ("red", 0.97), "glasses": ("yes", 0.55)}
+    assert studio.describe_reading(reading) == "hair colour: red, glasses: yes (unsure)"
+    assert studio.describe_reading({}).startswith("nothing it knows")

@@ -13,7 +13,7 @@ from unite_demo.model import load_face_unet, read_metadata
 from unite_demo.world import load_faces_world
 
 TINY = ["--size", "16", "--channels", "16", "32", "32", "--batch", "8", "--log-every", "5", "--save-every", "1000",
-        "--warmup", "5"]
+        "--warmup", "5", "--caption-set", "192", "--caption-steps", "50"]
 
 
 @pytest.fixture(scope="module")

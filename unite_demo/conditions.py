@@ -3,6 +3,7 @@ the experts read (seg one-hot, sketch strokes, caption embedding)."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,24 +122,40 @@ def _rgb_on(img: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
 
 
 def _labels_down(labels: np.ndarray, size: int) -> np.ndarray:
-    """Class ids (H,W) at any size -> (size,size) by majority vote per area (never interpolate labels)."""
-    onehot = torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64)), NUM_CLASSES)
-    onehot = onehot.permute(2, 0, 1)[None].float()  # (1, K, H, W)
-    votes = torch.nn.functional.interpolate(onehot, size=(size, size), mode="area")  # (1, K, size, size)
-    return votes[0].argmax(0).numpy().astype(np.uint8)
+    """Class ids (H,W) at any size -> (size,size) by majority vote per area (never interpolate labels).
+    Votes are counted for the classes present only, so large palettes cost no more than small ones."""
+    if labels.shape == (size, size):
+        return labels.astype(np.uint8)
+    present = np.unique(labels)
+    ids = torch.from_numpy(labels.astype(np.int64))
+    masks = torch.stack([(ids == int(k)).float() for k in present])[None]  # (1, P, H, W)
+    votes = torch.nn.functional.interpolate(masks, size=(size, size), mode="area")  # (1, P, size, size)
+    return present[votes[0].argmax(0).numpy()].astype(np.uint8)
 
 
-def seg_from_image(source, size: int, strict: bool = True) -> np.ndarray:
+def seg_from_image(source, size: int, strict: bool = True,
+                   palette: tuple[tuple[str, ...], np.ndarray] | None = None) -> np.ndarray:
     """A painted segmentation map -> (size,size) class ids by nearest palette colour.
+    palette: (class names, (K,3) uint8 colours) of the world; default the cartoon-faces palette.
     strict: refuse maps where more than 2% of the pixels are far from every palette colour."""
-    rgb = _rgb_on(open_image(source, "segmentation map"), tuple(int(c) for c in PALETTE_RGB[0])).astype(np.float32)
-    d = np.linalg.norm(rgb[:, :, None, :] - PALETTE_RGB[None, None].astype(np.float32), axis=-1)  # (H, W, K)
-    labels = d.argmin(-1)
-    off = d.min(-1) > PALETTE_TOLERANCE
+    names, colours_rgb = palette if palette is not None else (tuple(n for _, n, _ in PALETTE), PALETTE_RGB)
+    rgb = _rgb_on(open_image(source, "segmentation map"), tuple(int(c) for c in colours_rgb[0]))
+    # Distances for each distinct colour only: painted maps hold few colours, and (H,W,K) would not fit
+    # in memory for a 150-class palette at 512x512.
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]  # (H, W)
+    unique, inverse = np.unique(codes.ravel(), return_inverse=True)
+    unique_rgb = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], -1).astype(np.float32)  # (U, 3)
+    d = np.linalg.norm(unique_rgb[:, None, :] - colours_rgb[None].astype(np.float32), axis=-1)  # (U, K)
+    labels = d.argmin(-1)[inverse].reshape(codes.shape)
+    off = (d.min(-1) > PALETTE_TOLERANCE)[inverse].reshape(codes.shape)
     if strict and off.mean() > MAX_OFF_PALETTE:
         colours, counts = np.unique(rgb[off].astype(np.uint8).reshape(-1, 3), axis=0, return_counts=True)
         worst = ", ".join(str(tuple(int(v) for v in c)) for c in colours[np.argsort(-counts)[:3]])
-        accepted = ", ".join(f"{name} {rgb_}" for _, name, rgb_ in PALETTE)
+        if len(names) <= 20:
+            accepted = ", ".join(f"{name} {tuple(int(v) for v in c)}" for name, c in zip(names, colours_rgb))
+        else:
+            accepted = f"the {len(names)} colours of the world's palette (e.g. " + ", ".join(
+                f"{name} {tuple(int(v) for v in c)}" for name, c in zip(names[:5], colours_rgb[:5])) + ")"
         raise ConditionError(f"segmentation map: {off.mean():.0%} of the pixels are not palette colours "
                              f"(e.g. {worst}); accepted colours: {accepted}")
     return _labels_down(labels, size)
@@ -169,6 +186,32 @@ def check_text(text) -> str | None:
     if len(text) > MAX_TEXT_CHARS:
         raise ConditionError(f"text: {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted")
     return text or None
+
+
+def check_class(value, names: tuple[str, ...]) -> int | None:
+    """A class: its id (0..K-1) or its name (case-insensitive); None or '' -> None (class off)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, np.integer) or (isinstance(value, float) and value.is_integer()):
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < len(names):
+            return value
+        raise ConditionError(f"class: expected a class id from 0 to {len(names) - 1}, got {value}")
+    if isinstance(value, str):
+        wanted = " ".join(value.split()).lower()
+        for i, name in enumerate(names):
+            if name.lower() == wanted:
+                return i
+        lower = {n.lower(): n for n in names}
+        close = [n for n in names if wanted in n.lower()][:5] or [
+            lower[n] for n in difflib.get_close_matches(wanted, list(lower), n=5, cutoff=0.75)]
+        hint = (f"; did you mean {', '.join(close)}?" if close else
+                f"; accepted: a class id from 0 to {len(names) - 1} or one of the {len(names)} class names")
+        raise ConditionError(f"class: unknown class name {value!r}{hint}")
+    raise ConditionError(f"class: expected a class id or name, got {type(value).__name__}")
 
 
 def check_number(name: str, value, lo: float, hi: float) -> float:
@@ -209,9 +252,11 @@ class Request:
     seed: int = 0
     sampler: str = "dpmpp"
     notes: tuple[str, ...] = ()  # what was switched off and why, for the user
+    class_id: int | None = None  # the "class" modality (worlds with a class expert)
 
     def present(self) -> tuple[str, ...]:
-        return tuple(m for m in ("seg", "sketch", "text") if getattr(self, m) is not None)
+        given = tuple(m for m in ("seg", "sketch", "text") if getattr(self, m) is not None)
+        return given + (("class",) if self.class_id is not None else ())
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Batch-1 condition tensors of the modalities present."""
@@ -233,10 +278,14 @@ MAX_RELIABILITY = 3.0
 def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=None, text=None,
                  reliability: dict | str | None = None, guidance=1.0, steps=20, seed=0, sampler="dpmpp",
                  samplers: tuple[str, ...] = ("dpmpp", "ddim"), strict_palette: bool = True,
-                 max_steps: int = 200, default_reliability: dict[str, float] | None = None) -> Request:
+                 max_steps: int = 200, default_reliability: dict[str, float] | None = None,
+                 palette: tuple[tuple[str, ...], np.ndarray] | None = None, class_id=None,
+                 class_names: tuple[str, ...] = (), subject: str = "face") -> Request:
     """Validate and normalise every input of one generation; raise ConditionError on the first bad one.
     Images may be paths, PIL images or arrays; an empty sketch or caption switches that modality off.
-    Reliability: a dict or 'seg=1,text=0.5'; modalities not named take default_reliability (else 1)."""
+    Reliability: a dict or 'seg=1,text=0.5'; modalities not named take default_reliability (else 1).
+    palette: the world's segmentation palette (names, (K,3) colours); class_id: an id or a name of
+    class_names, for worlds with a "class" modality; subject: what the world draws, for the notes."""
     notes = []
     if isinstance(reliability, str):
         reliability = parse_reliability(reliability, modalities, MAX_RELIABILITY)
@@ -257,15 +306,18 @@ def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=Non
         raise ConditionError(f"seed: expected a whole number from 0 to {MAX_SEED}, got {seed!r}")
     if sampler not in samplers:
         raise ConditionError(f"sampler: unknown sampler {sampler!r}; accepted: {', '.join(samplers)}")
-    seg_ids = seg_from_image(seg, size, strict=strict_palette) if seg is not None else None
+    seg_ids = seg_from_image(seg, size, strict=strict_palette, palette=palette) if seg is not None else None
     sketch_px = sketch_from_image(sketch, size) if sketch is not None else None
     if sketch_px is not None and not sketch_px.any():
         notes.append("sketch is empty (no strokes): the sketch expert is off")
         sketch_px = None
     text = check_text(text)
-    for m, value in (("seg", seg_ids), ("sketch", sketch_px), ("text", text)):
+    if class_id is not None and "class" not in modalities:
+        raise ConditionError(f"class: this world has no class expert; its modalities: {', '.join(modalities)}")
+    class_id = check_class(class_id, class_names) if "class" in modalities else None
+    for m, value in (("seg", seg_ids), ("sketch", sketch_px), ("text", text), ("class", class_id)):
         if m in modalities and value is not None and rel[m] == 0:
             notes.append(f"{m} reliability is 0: the {m} expert is off")
-    if seg_ids is None and sketch_px is None and text is None:
-        notes.append("no modality given: sampling the experts' mixed prior (an unconditional face)")
-    return Request(seg_ids, sketch_px, text, rel, guidance, steps, seed, sampler, tuple(notes))
+    if seg_ids is None and sketch_px is None and text is None and class_id is None:
+        notes.append(f"no modality given: sampling the experts' mixed prior (an unconditional {subject})")
+    return Request(seg_ids, sketch_px, text, rel, guidance, steps, seed, sampler, tuple(notes), class_id)

@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from .faces import SPLITS, caption_for, make_face, seg_to_rgb
+from .world import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -42,7 +43,7 @@ def write_examples(folder: Path = EXAMPLES_DIR, size: int = 32) -> list[Example]
         Image.fromarray(face.sketch).resize(up, Image.Resampling.NEAREST).save(sketch_path)
         caption, _ = caption_for(face.attributes, random.Random(offset), mention_p=1.0)
         examples.append(Example(f"example {k}", seg_path, sketch_path, caption,
-                                {"seg": 1.0, "sketch": 1.0, "text": 1.0}, k))
+                                dict(DEFAULTS["reliability"]), k))
     index = [{"name": e.name, "seg": e.seg.name, "sketch": e.sketch.name, "text": e.text,
               "reliability": e.reliability, "seed": e.seed} for e in examples]
     (folder / "examples.json").write_text(json.dumps(index, indent=1) + "\n")

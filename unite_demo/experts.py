@@ -102,6 +102,12 @@ class FaceDenoiser:
         pred = self.net(x_t, t, seg, sketch, text)
         return to_eps(pred, x_t, alpha_bar, self.prediction_type)
 
+    def read_caption(self, text: torch.Tensor) -> dict[str, tuple[str, float]]:
+        """What this network takes from one caption embedding (1, 384): {attribute: (value,
+        probability)}; {} for a network without a caption head."""
+        head = self.net.caption_head
+        return head.read(text)[0] if head is not None else {}
+
 
 @dataclass
 class Expert:

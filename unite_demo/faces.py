@@ -23,6 +23,7 @@ PALETTE: tuple[tuple[int, str, tuple[int, int, int]], ...] = (
 CLASS_NAMES: tuple[str, ...] = tuple(name for _, name, _ in PALETTE)
 NUM_CLASSES = len(PALETTE)
 PALETTE_RGB = np.array([rgb for _, _, rgb in PALETTE], dtype=np.uint8)  # (K, 3)
+FACES_PALETTE = (CLASS_NAMES, PALETTE_RGB)  # a world's palette as the worlds hold it: (names, (K,3) colours)
 
 # Attributes the captions talk about; the value lists double as the classifier's label sets.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {

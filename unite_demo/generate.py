@@ -1,7 +1,10 @@
-"""Generate one image from any mix of a segmentation map, a sketch and a caption.
+"""Generate one image from any mix of a segmentation map, a sketch and a caption (and, in the
+sd15-dit world, an ImageNet class).
 
     python -m unite_demo.generate --seg assets/examples/seg_0.png --sketch assets/examples/sketch_0.png \
         --text "a smiling person with red hair" --reliability seg=1,sketch=1,text=1 --seed 0 --out out.png
+    python -m unite_demo.generate --world sd15-dit --text "a photo on the beach" --class "golden retriever" \
+        --reliability text=1,class=1 --out dog.png      # pretrained weights configured (README)
 
 Any modality may be left out. Bad input exits with status 2 and one line naming the problem.
 """
@@ -15,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from .conditions import ConditionError, to_uint8
-from .world import BUILTIN, DEFAULTS, get_world
+from .world import BUILTIN, DEFAULTS, get_world, world_names
 
 DISPLAY_SIZE = 256
 
@@ -32,27 +35,34 @@ def save_image(x, path: Path, size: int | None = None) -> None:
 def main(argv=None) -> int:
     d = DEFAULTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seg", help="segmentation map PNG in the palette colours")
+    ap.add_argument("--world", default=BUILTIN, help=f"{', '.join(world_names())} (default {BUILTIN}; the "
+                    "pretrained ones need their weights configured, see the README)")
+    ap.add_argument("--seg", help="segmentation map PNG in the world's palette colours (sd15: ADE20K)")
     ap.add_argument("--sketch", help="sketch PNG (white strokes on black, or dark strokes on white)")
     ap.add_argument("--text", help="caption")
+    ap.add_argument("--class", dest="class_name", help="ImageNet class name or id 0..999 (worlds with a class "
+                    "expert: sd15-dit)")
     ap.add_argument("--reliability", default="", help="per-modality reliability, e.g. seg=1,sketch=1,text=1 (0..3)")
-    ap.add_argument("--guidance", default=d["guidance"], help=f"guidance scale s (default {d['guidance']})")
-    ap.add_argument("--steps", default=d["steps"], help=f"denoising steps (default {d['steps']})")
+    ap.add_argument("--guidance", help=f"guidance scale s (default: the world's, {d['guidance']} for {BUILTIN})")
+    ap.add_argument("--steps", help=f"denoising steps (default: the world's, {d['steps']} for {BUILTIN})")
     ap.add_argument("--seed", default=d["seed"], help="random seed (default 0)")
     ap.add_argument("--sampler", default=d["sampler"], help="dpmpp or ddim (default dpmpp)")
-    ap.add_argument("--world", default=BUILTIN)
     ap.add_argument("--size", type=int, default=0, help=f"also upscale the output to this size (e.g. {DISPLAY_SIZE})")
     ap.add_argument("--out", default="out.png")
     ap.add_argument("--frames", help="folder for one x0 preview PNG per step")
     args = ap.parse_args(argv)
     try:
-        world = get_world(args.world)
-        steps = _whole(args.steps, "steps")
+        sampling = {}  # steps and guidance not given: the world's own defaults
+        if args.steps is not None:
+            sampling["steps"] = _whole(args.steps, "steps")
+        if args.guidance is not None:
+            sampling["guidance"] = args.guidance
         seed = _whole(args.seed, "seed")
-        req = world.request(seg=args.seg, sketch=args.sketch, text=args.text, reliability=args.reliability,
-                            guidance=args.guidance, steps=steps, seed=seed, sampler=args.sampler)
-    except (ConditionError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        world = get_world(args.world)
+        req = world.request(seg=args.seg, sketch=args.sketch, text=args.text, class_id=args.class_name,
+                            reliability=args.reliability, seed=seed, sampler=args.sampler, **sampling)
+    except (ConditionError, ValueError, FileNotFoundError) as e:  # sd15.WeightsMissing is a FileNotFoundError
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     for note in req.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -68,6 +78,11 @@ def main(argv=None) -> int:
         return 1
     print(f"wrote {args.out}")
     return 0
+
+
+def _one_line(e: Exception) -> str:
+    """A message on one line (the missing-weights message lists one missing part per line)."""
+    return "; ".join(line.strip() for line in str(e).splitlines() if line.strip()).replace(":; ", ": ")
 
 
 def _whole(value: str, name: str):

@@ -22,7 +22,9 @@ from PIL import Image
 from .conditions import (MAX_SEED, ConditionError, Request, open_image, seg_from_image, sketch_from_image,
                          to_uint8)
 from .examples import load_examples
-from .faces import PALETTE, PALETTE_RGB, seg_to_rgb
+from .faces import FACES_PALETTE
+from .labels import ADE20K_NAMES, ade20k_painter_order
+from .sd15 import configured_worlds
 from .world import BUILTIN, DEFAULTS, World, get_world
 
 CANVAS = 256  # side of the sketch canvas and the segmentation painter, in canvas pixels
@@ -30,30 +32,52 @@ RESULT_SIZE = 256  # the result and its previews, upscaled bicubic from the worl
 CONDITION_SIZE = 128  # the conditions as the experts received them, upscaled nearest
 DEBOUNCE_S = 0.35  # live mode: the page waits this long after the last change before it runs
 PHOTO_EDGE_SIZE = 128  # photos are edge-detected at this side, then reduced like any drawing
-MODALITY_NAMES = {"seg": "segmentation", "sketch": "sketch", "text": "text"}
+MODALITY_NAMES = {"seg": "segmentation", "sketch": "sketch", "text": "text", "class": "class"}
+CLASS_OFF = "(none: the class expert is off)"  # the class picker's empty choice
+
+Palette = tuple[tuple[str, ...], np.ndarray]  # a world's (class names, (K,3) uint8 colours), as World.palette
 
 
 # ---------------------------------------------------------------------------------------------
 # Palette and widgets' contents
 
-def palette_hex() -> list[str]:
-    """The world's class colours as '#rrggbb', in class-id order (the painter's fixed brush palette)."""
-    return ["#%02x%02x%02x" % rgb for _, _, rgb in PALETTE]
+def painter_order(palette: Palette = FACES_PALETTE) -> list[int]:
+    """Class ids in the order the painter offers them, one per distinct colour: for ADE20K the common
+    classes first, then the rest by id (all reachable); otherwise by id. A class whose colour an
+    earlier class has (ADE20K's skyscraper = road) is left out: a painted map reads it as that class."""
+    names, colours = palette
+    order = ade20k_painter_order() if tuple(names) == ADE20K_NAMES else range(len(names))
+    seen, out = set(), []
+    for k in order:
+        rgb = tuple(int(v) for v in colours[k])
+        if rgb not in seen:
+            seen.add(rgb)
+            out.append(k)
+    return out
 
 
-def legend_html() -> str:
-    """A colour swatch and the class name for every palette entry."""
-    items = "".join(
-        f'<span class="legend-item" data-class="{html.escape(name)}" style="display:inline-flex;align-items:center;'
-        f'gap:4px;margin:2px 10px 2px 0"><span style="display:inline-block;width:14px;height:14px;'
-        f'border:1px solid #888;background:{colour}"></span>{html.escape(name)}</span>'
-        for (_, name, _), colour in zip(PALETTE, palette_hex()))
-    return f'<div class="palette-legend">{items}</div>'
+def palette_hex(palette: Palette = FACES_PALETTE) -> list[str]:
+    """The palette's class colours as '#rrggbb' in painter order (the painter's fixed brush palette)."""
+    return ["#%02x%02x%02x" % tuple(int(v) for v in palette[1][k]) for k in painter_order(palette)]
 
 
-def blank_map(size: int = CANVAS) -> np.ndarray:
-    """A painter background of the background class only: (size,size,3) uint8."""
-    return np.broadcast_to(PALETTE_RGB[0], (size, size, 3)).copy()
+def legend_html(palette: Palette = FACES_PALETTE) -> str:
+    """A colour swatch and the class name(s) for every brush colour, in painter order."""
+    names, colours = palette
+    items = []
+    for k, colour in zip(painter_order(palette), palette_hex(palette)):
+        name = " / ".join(n for n, rgb in zip(names, colours) if (rgb == colours[k]).all())
+        items.append(
+            f'<span class="legend-item" data-class="{html.escape(name)}" style="display:inline-flex;'
+            f'align-items:center;gap:4px;margin:2px 10px 2px 0"><span style="display:inline-block;width:14px;'
+            f'height:14px;border:1px solid #888;background:{colour}"></span>{html.escape(name)}</span>')
+    return f'<div class="palette-legend">{"".join(items)}</div>'
+
+
+def blank_map(size: int = CANVAS, palette: Palette = FACES_PALETTE) -> np.ndarray:
+    """A painter background of the palette's first class only (what unpainted pixels read as:
+    background for the faces, wall in ADE20K): (size,size,3) uint8."""
+    return np.broadcast_to(palette[1][0], (size, size, 3)).copy()
 
 
 def random_seed() -> int:
@@ -61,8 +85,44 @@ def random_seed() -> int:
 
 
 def available_worlds() -> list[str]:
-    """Worlds the page offers; the built-in one always (others join when configured)."""
-    return [BUILTIN]
+    """Worlds the page offers; the built-in one always, the pretrained ones when their weights are
+    configured and present (sd15.configured_worlds; nothing is loaded or downloaded to find out)."""
+    return [BUILTIN, *configured_worlds()]
+
+
+def world_defaults(world: World) -> dict:
+    """The sampling defaults of a world: DEFAULTS, with the world's own where it has them (sd15: SD_DEFAULTS)."""
+    return {**DEFAULTS, **world.defaults}
+
+
+@dataclass
+class WorldPage:
+    """What the page shows for one world: which cards are on, the painter's brush colours and legend,
+    the map to start painting on, the class picker's choices, the steps and guidance to start from."""
+
+    name: str
+    modalities: tuple[str, ...]
+    brush_colours: list[str]  # '#rrggbb' in painter order
+    default_colour: str  # the first brush colour that is not the unpainted class
+    legend: str  # HTML
+    blank: np.ndarray  # (CANVAS, CANVAS, 3) uint8, the unpainted class
+    class_choices: list[tuple[str, str]]  # (label, value); the first, value '', is off
+    steps: int
+    guidance: float
+
+
+def world_page(name: str) -> WorldPage:
+    """The page's widgets for world `name` (loaded and warmed up here, once per process).
+    Raises ConditionError for a world that is not offered; sd15.WeightsMissing when its weights went away."""
+    if name not in available_worlds():
+        raise ConditionError(f"world: unknown world {name!r}; accepted: {', '.join(available_worlds())}")
+    world = load_world(name)
+    order = painter_order(world.palette)
+    colours = palette_hex(world.palette)
+    d = world_defaults(world)
+    return WorldPage(name, world.modalities, colours, next(c for k, c in zip(order, colours) if k != 0),
+                     legend_html(world.palette), blank_map(CANVAS, world.palette),
+                     [(CLASS_OFF, ""), *((n, n) for n in world.class_names)], int(d["steps"]), float(d["guidance"]))
 
 
 def sketch_for_canvas(sketch: np.ndarray, size: int = CANVAS) -> np.ndarray:
@@ -134,13 +194,13 @@ def _flatten(rgba: np.ndarray, paper: tuple[int, int, int]) -> np.ndarray:
     return out.round().astype(np.uint8)
 
 
-def seg_from_editor(value, size: int) -> np.ndarray | None:
-    """Painted map -> (size,size) class ids by nearest palette colour (unpainted = background);
-    None when nothing but background is there (the segmentation expert is then off)."""
+def seg_from_editor(value, size: int, palette: Palette = FACES_PALETTE) -> np.ndarray | None:
+    """Painted map -> (size,size) class ids by nearest colour of the world's palette (unpainted = its
+    first class); None when nothing but that class is there (the segmentation expert is then off)."""
     rgba = _rgba(value, "segmentation map")
     if rgba is None:
         return None
-    ids = seg_from_image(rgba, size, strict=False)
+    ids = seg_from_image(rgba, size, strict=False, palette=palette)
     return ids if ids.any() else None
 
 
@@ -215,10 +275,15 @@ def derive_sketch(value, world_name: str = BUILTIN) -> tuple[np.ndarray | None, 
 # ---------------------------------------------------------------------------------------------
 # Requests, results and their cache
 
+_WARM_LOCKS: dict[str, threading.Lock] = {}
+
+
 def load_world(name: str = BUILTIN) -> World:
-    """The world, loaded once per process and warmed up once."""
+    """The world, loaded once per process and warmed up once (the page may ask for it from two events
+    at once: picking a world both switches the widgets and resets the painter)."""
     world = get_world(name)
-    _warm(name)
+    with _WARM_LOCKS.setdefault(name, threading.Lock()):
+        _warm(name)
     return world
 
 
@@ -228,14 +293,16 @@ def _warm(name: str) -> None:
 
 
 def build_request(world: World, *, seg=None, sketch=None, text=None, seg_on=True, sketch_on=True, text_on=True,
-                  r_seg=None, r_sketch=None, r_text=None, seed=DEFAULTS["seed"], steps=DEFAULTS["steps"],
-                  guidance=DEFAULTS["guidance"], sampler=DEFAULTS["sampler"]) -> Request:
+                  r_seg=None, r_sketch=None, r_text=None, seed=DEFAULTS["seed"], steps=None, guidance=None,
+                  sampler=DEFAULTS["sampler"], class_name=None, r_class=None) -> Request:
     """Widget values -> a validated Request (ConditionError on bad input); its notes say, in words,
-    which modalities are off and why."""
+    which modalities are off and why. The painted map is read in the world's palette; class_name (a
+    class name or id, '' = off) and r_class count only in worlds with a class expert; steps and
+    guidance None take the world's defaults."""
     notes = []
     seg_ids = None
     if seg_on:
-        seg_ids = seg_from_editor(seg, world.image_size)
+        seg_ids = seg_from_editor(seg, world.image_size, world.palette)
         if seg_ids is None:
             notes.append("segmentation map is blank (nothing painted): the segmentation expert is off")
     elif seg is not None:
@@ -254,9 +321,15 @@ def build_request(world: World, *, seg=None, sketch=None, text=None, seg_on=True
         text = None
     elif text is None or (isinstance(text, str) and not text.strip()):
         notes.append("caption is empty: the text expert is off")
-    rel = {name: value for name, value in (("seg", r_seg), ("sketch", r_sketch), ("text", r_text)) if value is not None}
-    req = world.request(seg=seg_to_rgb(seg_ids) if seg_ids is not None else None, sketch=sketch_img, text=text,
-                        reliability=rel, guidance=guidance, steps=steps, seed=seed, sampler=sampler)
+    if isinstance(class_name, str) and not class_name.strip():
+        class_name = None
+    if "class" in world.modalities and class_name is None:
+        notes.append("no class picked: the class expert is off")
+    rel = {name: value for name, value in (("seg", r_seg), ("sketch", r_sketch), ("text", r_text), ("class", r_class))
+           if value is not None and name in world.modalities}
+    sampling = {name: value for name, value in (("steps", steps), ("guidance", guidance)) if value is not None}
+    req = world.request(seg=world.palette[1][seg_ids] if seg_ids is not None else None, sketch=sketch_img, text=text,
+                        class_id=class_name, reliability=rel, seed=seed, sampler=sampler, **sampling)
     notes.extend(req.notes)
     req.notes = tuple(dict.fromkeys(notes))
     return req
@@ -265,8 +338,8 @@ def build_request(world: World, *, seg=None, sketch=None, text=None, seg_on=True
 def request_key(world_name: str, req: Request) -> str:
     """A digest of everything that determines a run's frames."""
     h = hashlib.sha256()
-    for part in (world_name, req.text, sorted(req.reliability.items()), req.guidance, req.steps, req.seed,
-                 req.sampler):
+    for part in (world_name, req.text, req.class_id, sorted(req.reliability.items()), req.guidance, req.steps,
+                 req.seed, req.sampler):
         h.update(repr(part).encode() + b"\0")
     for arr in (req.seg, req.sketch):
         h.update(b"none" if arr is None else np.ascontiguousarray(arr).tobytes() + repr(arr.shape).encode())
@@ -335,15 +408,33 @@ def frame_image(frame: np.ndarray, size: int = RESULT_SIZE) -> Image.Image:
     return img if img.width == size else img.resize((size, size), Image.Resampling.BICUBIC)
 
 
-def conditions_view(req: Request, size: int = CONDITION_SIZE) -> tuple[Image.Image | None, Image.Image | None, str]:
-    """The conditions exactly as the experts receive them: the label map in palette colours, the
-    binarised sketch (white strokes on black), the caption; with each modality's reliability."""
+def describe_reading(reading: dict[str, tuple[str, float]]) -> str:
+    """{attribute: (value, probability)} -> 'hair colour: red, glasses: yes (unsure)'."""
+    if not reading:
+        return "nothing it knows (it reads hair, eyes, skin, expression, glasses, beard and background)"
+    return ", ".join(f"{name.replace('_', ' ')}: {value}" + (" (unsure)" if p < 0.6 else "")
+                     for name, (value, p) in reading.items())
+
+
+def conditions_view(req: Request, reading: dict | None = None, size: int = CONDITION_SIZE,
+                    world: World | None = None) -> tuple[Image.Image | None, Image.Image | None, str]:
+    """The conditions exactly as the experts receive them: the label map in the world's palette
+    colours, the binarised sketch (white strokes on black), the caption and what the text expert reads
+    in it (`reading`, from World.read_caption; None: not shown), the class by name; with each
+    modality's reliability. world None: the cartoon-faces palette, no classes."""
+    palette_rgb = (world.palette if world is not None else FACES_PALETTE)[1]
+    class_names = world.class_names if world is not None else ()
     seg = sketch = None
     if req.seg is not None:
-        seg = Image.fromarray(seg_to_rgb(req.seg)).resize((size, size), Image.Resampling.NEAREST)
+        seg = Image.fromarray(palette_rgb[req.seg]).resize((size, size), Image.Resampling.NEAREST)
     if req.sketch is not None:
         sketch = Image.fromarray(req.sketch).resize((size, size), Image.Resampling.NEAREST).convert("RGB")
     caption = req.text if req.text is not None else "(no caption: the text expert is off)"
+    if req.text is not None and reading is not None:
+        caption += f"\n\nthe text expert reads: {describe_reading(reading)}"
+    if req.class_id is not None:
+        name = class_names[req.class_id] if req.class_id < len(class_names) else "?"
+        caption += f"\n\nclass: {name} (id {req.class_id})"
     active = [f"{MODALITY_NAMES[m]} x{req.reliability.get(m, 0):g}" for m in req.present()
               if req.reliability.get(m, 0) > 0]
     weights = ", ".join(active) if active else "none (unconditional)"
@@ -375,7 +466,7 @@ def _status(step: int, total: int, notes: tuple[str, ...], tail: str = "") -> st
 def run(world_name: str = BUILTIN, *, seg=None, sketch=None, text=None, seg_on=True, sketch_on=True, text_on=True,
         r_seg=None, r_sketch=None, r_text=None, seed=DEFAULTS["seed"], steps=DEFAULTS["steps"],
         guidance=DEFAULTS["guidance"], sampler=DEFAULTS["sampler"], live: bool = False, session: str | None = None,
-        cache: ResultCache = CACHE, tickets: Tickets = TICKETS) -> Iterator[Update]:
+        cache: ResultCache = CACHE, tickets: Tickets = TICKETS, class_name=None, r_class=None) -> Iterator[Update]:
     """One run from the page's widget values: an Update after every denoising step, then the final
     image (done=True). A repeated request replays its cached frames at once. With a session, every
     run takes a new ticket, and a live run stops within one step once a newer ticket is issued for
@@ -390,8 +481,8 @@ def run(world_name: str = BUILTIN, *, seg=None, sketch=None, text=None, seg_on=T
     world = load_world(world_name)
     req = build_request(world, seg=seg, sketch=sketch, text=text, seg_on=seg_on, sketch_on=sketch_on,
                         text_on=text_on, r_seg=r_seg, r_sketch=r_sketch, r_text=r_text, seed=seed, steps=steps,
-                        guidance=guidance, sampler=sampler)
-    views = conditions_view(req)
+                        guidance=guidance, sampler=sampler, class_name=class_name, r_class=r_class)
+    views = conditions_view(req, world.read_caption(req.text), world=world)
     key = request_key(world_name, req)
     frames = cache.get(key)
     n = req.steps
@@ -424,8 +515,8 @@ def save_frames(frames: list[Image.Image], path: Path, duration_ms: int = 120, h
     return path
 
 
-__all__ = ["CANVAS", "CACHE", "TICKETS", "ExampleInputs", "ResultCache", "SketchInput", "Tickets", "Update",
-           "available_worlds", "blank_map", "build_request", "conditions_view", "derive_sketch", "example_inputs",
-           "example_names", "is_photo", "legend_html", "load_world", "palette_hex", "photo_to_sketch",
-           "random_seed", "request_key", "run", "save_frames", "seg_from_editor", "sketch_for_canvas",
-           "sketch_from_editor", "MAX_SEED"]
+__all__ = ["CANVAS", "CACHE", "CLASS_OFF", "TICKETS", "ExampleInputs", "ResultCache", "SketchInput", "Tickets",
+           "Update", "WorldPage", "available_worlds", "blank_map", "build_request", "conditions_view", "derive_sketch",
+           "example_inputs", "example_names", "is_photo", "legend_html", "load_world", "painter_order",
+           "palette_hex", "photo_to_sketch", "random_seed", "request_key", "run", "save_frames", "seg_from_editor",
+           "sketch_for_canvas", "sketch_from_editor", "world_defaults", "world_page", "MAX_SEED"]

@@ -6,7 +6,9 @@
 
 Data is generated on the fly from the expert's own seed split (faces.SPLITS); nothing is
 downloaded. v-prediction with min-SNR weighting, condition dropout, EMA, a loss log, and
-resumable checkpoints (safetensors, no pickles) so training can go on across sittings.
+resumable checkpoints (safetensors, no pickles) so training can go on across sittings. A network
+that reads captions first fits its caption head (model.CaptionHead) on its split's captions,
+then trains the UNet with the head frozen.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from .conditions import face_conditions, image_tensor
 from .faces import SPLITS, make_face
-from .model import FaceUNet, FaceUNetConfig, read_metadata, save_face_unet
+from .model import CAPTION_SLOTS, CaptionHead, FaceUNet, FaceUNetConfig, read_metadata, save_face_unet
+from .text import encode_captions
 
 EXPERT_MODALITIES = {"base": (), "seg": ("seg",), "sketch": ("sketch",), "text": ("text",),
                      "joint": ("seg", "sketch", "text")}
@@ -105,12 +109,74 @@ def load_checkpoint(path: Path, model, ema, opt) -> dict:
 
 
 def init_from(path: Path, model: FaceUNet) -> None:
-    """Start from another network's weights (the shared unconditional base), EMA if present."""
+    """Start from another network's weights (the shared base, or an earlier version of this
+    expert), its EMA weights if present. Where this network is wider - input planes the source
+    lacks, a text projection of another width - the new weights start at zero, so training
+    begins exactly where the source network was; the caption head keeps its own weights."""
     tensors = load_file(str(path))
     key = "ema." if any(k.startswith("ema.") for k in tensors) else ""
-    state = {k[len(key):]: v.float() for k, v in tensors.items() if k.startswith(key)} if key else \
-        {k: v.float() for k, v in tensors.items()}
+    source = {k[len(key):]: v.float() for k, v in tensors.items() if k.startswith(key)}
+    state = model.state_dict()
+    for name, v in source.items():
+        if name not in state:
+            continue
+        if v.shape == state[name].shape:
+            state[name] = v
+        elif name == "unet.conv_in.weight" and v.shape[1] < state[name].shape[1] and v.shape[2:] == state[name].shape[2:]:
+            state[name] = torch.zeros_like(state[name])
+            state[name][:, :v.shape[1]] = v  # the caption planes come after the source's inputs
+        elif name == "text_proj.weight":
+            state[name] = torch.zeros_like(state[name])
+        else:
+            raise ValueError(f"cannot start from {path}: {name} has shape {tuple(v.shape)}, "
+                             f"this network needs {tuple(state[name].shape)}")
     model.load_state_dict(state)
+
+
+def caption_targets(faces) -> torch.Tensor:
+    """(B, attributes) class index per attribute: the face's value if its caption names it, else
+    the last option ("not said")."""
+    return torch.tensor([[options.index(f.attributes[name]) if name in f.mentioned else len(options) - 1
+                          for name, options in CAPTION_SLOTS] for f in faces])
+
+
+def caption_set(seeds) -> tuple[torch.Tensor, torch.Tensor]:
+    """MiniLM embeddings (N, 384) and attribute targets of these faces' captions (size 8 renders
+    fast; a face's caption does not depend on its size)."""
+    faces = [make_face(int(s), 8) for s in seeds]
+    emb = torch.cat([encode_captions([f.caption for f in faces[i:i + 512]]) for i in range(0, len(faces), 512)])
+    return emb, caption_targets(faces)
+
+
+def caption_accuracy(head: CaptionHead, emb: torch.Tensor, targets: torch.Tensor) -> dict:
+    with torch.no_grad():
+        hits = torch.stack([g.argmax(1) for g in head.logits(emb)], dim=1) == targets  # (N, attributes)
+    return {"per_attribute": round(hits.float().mean().item(), 4), "whole_caption": round(hits.all(1).float().mean().item(), 4)}
+
+
+def fit_caption_head(head: CaptionHead, split: range, seed: int, n_train: int = 6144, steps: int = 1500) -> dict:
+    """Train the caption head on captions of the expert's own split (cross-entropy per attribute);
+    returns its record, with accuracy on captions it did not see."""
+    start = time.time()
+    n_val = max(n_train // 6, 16)
+    rng = np.random.default_rng([seed, 7])
+    seeds = rng.choice(np.arange(split.start, split.stop), n_train + n_val, replace=False)
+    emb, targets = caption_set(seeds)
+    (tr_x, va_x), (tr_y, va_y) = emb.split([n_train, n_val]), targets.split([n_train, n_val])
+    opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    head.train()
+    for _ in range(steps):
+        idx = torch.randint(0, n_train, (512,), generator=gen)
+        loss = sum(nn.functional.cross_entropy(g, tr_y[idx, k]) for k, g in enumerate(head.logits(tr_x[idx])))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    head.eval()
+    record = {"captions": n_train, "steps": steps, "seconds": round(time.time() - start, 1),
+              "train_accuracy": caption_accuracy(head, tr_x, tr_y), "val_accuracy": caption_accuracy(head, va_x, va_y)}
+    print(f"caption head: {json.dumps(record)}", flush=True)
+    return record
 
 
 def train(args) -> Path:
@@ -123,16 +189,24 @@ def train(args) -> Path:
         torch.manual_seed(args.seed)
         model = FaceUNet(config).to(device)
     ema = FaceUNet(config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     state = {"step": 0, "seconds": 0.0, "init": None, "expert": args.expert, "batch": args.batch,
              "lr": args.lr, "seed": args.seed, "device_history": []}
-    if _ckpt_path(out).exists():
-        state = load_checkpoint(_ckpt_path(out), model, ema, opt)
-        print(f"resumed {args.expert} at step {state['step']} ({state['seconds'] / 60:.1f} min so far)")
-    else:
+    resume = _ckpt_path(out).exists()
+    if not resume:
         if args.init:
             init_from(Path(args.init), model)
             state["init"] = str(args.init)
+        if model.caption_head is not None and "text" in config.modalities:
+            state["caption_head"] = fit_caption_head(model.caption_head.cpu(), SPLITS[args.expert], args.seed,
+                                                     args.caption_set, args.caption_steps)
+            model.to(device)
+    if model.caption_head is not None:
+        model.caption_head.requires_grad_(False)  # fitted once, then frozen (see CaptionHead)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
+    if resume:
+        state = load_checkpoint(_ckpt_path(out), model, ema, opt)
+        print(f"resumed {args.expert} at step {state['step']} ({state['seconds'] / 60:.1f} min so far)")
+    else:
         ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     sched = make_scheduler(config)
@@ -209,10 +283,9 @@ def export(args) -> Path:
     }
     init = Path(state["init"]) if state.get("init") else None
     if init is not None and init.exists():
-        base = json.loads(read_metadata(init)["state"])
-        config.extra["init_record"] = {"expert": base["expert"], "steps": base["step"], "batch": base["batch"],
-                                       "wall_minutes": round(base["seconds"] / 60, 1),
-                                       "hardware": base["device_history"]}
+        config.extra["init_record"] = init_record(init)
+    if "caption_head" in state:
+        config.extra["caption_head"] = state["caption_head"]
     ema.config = config
     dest = Path(args.assets) / f"{args.expert}.safetensors"
     save_face_unet(ema, dest)
@@ -220,6 +293,17 @@ def export(args) -> Path:
     if args.expert != "base":
         write_card(dest, ckpt.parent / "loss.csv")
     return dest
+
+
+def init_record(path: Path) -> dict:
+    """What the network a training run started from had been through (checkpoint or exported file)."""
+    meta = read_metadata(path)
+    if "state" in meta:  # a training checkpoint
+        base = json.loads(meta["state"])
+        return {"expert": base["expert"], "steps": base["step"], "batch": base["batch"],
+                "wall_minutes": round(base["seconds"] / 60, 1), "hardware": base["device_history"]}
+    extra = json.loads(meta["config"]).get("extra", {})  # an exported file: its own record
+    return {k: extra.get(k) for k in ("expert", "steps", "batch", "wall_minutes", "hardware", "init_record")}
 
 
 CARD_FACES = 8
@@ -262,7 +346,8 @@ def write_card(weights: Path, loss_csv: Path, guidance: float = 2.0, steps: int 
              f"Reads: {', '.join(expert.reads)}. Written by `python -m unite_demo.train --expert {weights.stem} "
              f"--export` from the EMA weights.", "",
              "| field | value |", "| --- | --- |"]
-    for key in ("split", "init", "init_record", "steps", "batch", "lr", "wall_minutes", "hardware", "final_loss"):
+    for key in ("split", "init", "init_record", "caption_head", "steps", "batch", "lr", "wall_minutes", "hardware",
+                "final_loss"):
         lines.append(f"| {key} | {extra.get(key)} |")
     lines += [f"| first logged loss | {first} |", f"| architecture | {json.dumps(asdict(expert.denoiser.net.config) | {'extra': '...'})} |",
               "", f"![samples]({grid_path.name})", "",
@@ -294,6 +379,8 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--channels", type=int, nargs="+", default=[64, 128, 128])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--caption-set", type=int, default=6144, help="captions the caption head is fitted on")
+    ap.add_argument("--caption-steps", type=int, default=1500, help="optimiser steps of the caption head")
     ap.add_argument("--init", help="start from this checkpoint's (EMA) weights, e.g. the base")
     ap.add_argument("--out", help="checkpoint folder (default checkpoints/<expert>)")
     ap.add_argument("--device", help="cpu or cuda (default: cuda when available)")

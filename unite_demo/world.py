@@ -3,28 +3,33 @@ benchmark: request -> conditions -> product of experts -> sampler -> frames."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .combine import ProductOfExperts
 from .conditions import Request, make_request
 from .experts import Expert, FaceDenoiser
+from .faces import FACES_PALETTE
 from .model import MODALITIES, load_face_unet, read_metadata
 from .sampler import SAMPLERS, Frame, make_sampler, sample
+from .text import encode_captions
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = "cartoon-faces"
 FACES_DIR = Path(os.environ.get("UNITE_FACES_DIR", ROOT / "assets" / "experts"))
 
 # Defaults of the page, the CLI and the API (one place).
+# The reliabilities come from the evaluation's sweep (`python -m unite_demo.evaluate`, README): the
+# point with the highest mean of the three consistencies.
 DEFAULTS = {"guidance": 2.0, "steps": 16, "seed": 0, "sampler": "dpmpp",
-            "reliability": {"seg": 1.0, "sketch": 1.0, "text": 1.0}}
+            "reliability": {"seg": 1.0, "sketch": 1.0, "text": 3.0}}
 
 
 @dataclass
@@ -38,6 +43,9 @@ class World:
     beta_schedule: str = "squaredcos_cap_v2"
     baselines: dict[str, Expert] = field(default_factory=dict)  # e.g. the jointly trained model
     cards: dict[str, dict] = field(default_factory=dict)  # training records from the weights' metadata
+    palette: tuple[tuple[str, ...], np.ndarray] = FACES_PALETTE  # the seg expert's (class names, (K,3) colours)
+    class_names: tuple[str, ...] = ()  # the "class" expert's classes, by id (worlds with one)
+    defaults: dict = field(default_factory=dict)  # sampling defaults where they differ from DEFAULTS
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -46,9 +54,21 @@ class World:
     def request(self, **inputs) -> Request:
         """Validate raw inputs for this world (see conditions.make_request)."""
         inputs = {"guidance": DEFAULTS["guidance"], "steps": DEFAULTS["steps"], "seed": DEFAULTS["seed"],
-                  "sampler": DEFAULTS["sampler"], **inputs}
+                  "sampler": DEFAULTS["sampler"], **self.defaults, **inputs}
         return make_request(self.image_size, self.modalities, samplers=SAMPLERS,
-                            default_reliability=DEFAULTS["reliability"], **inputs)
+                            default_reliability=DEFAULTS["reliability"], palette=self.palette, **inputs)
+
+    def read_caption(self, text: str | None) -> dict[str, tuple[str, float]]:
+        """What the text expert takes from a caption: {attribute: (value, probability)} for the
+        attributes it reads as mentioned; {} without a caption or a caption head."""
+        expert = next((e for e in self.experts if e.name == "text"), None)
+        if not text or expert is None or not hasattr(expert.denoiser, "read_caption"):
+            return {}
+        return expert.denoiser.read_caption(encode_captions([text]))
+
+    def unload(self) -> None:
+        """Drop the networks (the pretrained worlds free GPU memory here); the world cannot generate after."""
+        self.experts, self.baselines = [], {}
 
     def warm_up(self) -> None:
         """One tiny generation so the first user request pays no start-up costs."""
@@ -98,9 +118,42 @@ def load_faces_world(folder: Path | str = FACES_DIR) -> World:
                  baselines, cards)
 
 
-@functools.lru_cache(maxsize=4)
-def get_world(name: str = BUILTIN) -> World:
-    """A world, loaded once per process."""
+_LOADED: dict[str, World] = {}
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def world_names() -> list[str]:
+    """Every world there is; the pretrained ones load only where their weights are configured."""
+    from . import sd15
+    return [BUILTIN, *sd15.WORLDS]
+
+
+def _load_world(name: str) -> World:
     if name == BUILTIN:
         return load_faces_world()
-    raise ValueError(f"unknown world {name!r}; accepted: {BUILTIN}")
+    from . import sd15  # the pretrained worlds' code is imported only when one is asked for
+    if name in sd15.WORLDS:
+        return sd15.load_world(name)
+    raise ValueError(f"unknown world {name!r}; accepted: {', '.join(world_names())}")
+
+
+def get_world(name: str = BUILTIN) -> World:
+    """A world, loaded once per process (until unload_world); one lock per name, so loading a large
+    world does not hold up requests to the others."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        if name not in _LOADED:
+            _LOADED[name] = _load_world(name)
+        return _LOADED[name]
+
+
+def unload_world(name: str) -> None:
+    """Forget a loaded world and free its networks' memory; the next get_world loads it again."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        world = _LOADED.pop(name, None)
+    if world is not None:
+        world.unload()

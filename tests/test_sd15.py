@@ -1,0 +1,391 @@
+"""The pretrained worlds (sd15, sd15-dit) through tiny randomly initialised networks of the same
+diffusers/transformers classes, written to a local folder by the test and loaded by the real
+loading code: the combination's invariants, batched = one expert at a time, row routing of the
+ControlNets, SD <-> DiT schedule alignment, configuration, previews, unloading, the benchmark."""
+
+import gc
+import os
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unite_demo import sd15
+from unite_demo.combine import ProductOfExperts
+from unite_demo.experts import Expert
+from unite_demo.labels import (ADE20K, ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, ade20k_painter_order,
+                               imagenet_classes)
+from unite_demo.sd15 import PretrainedConfig, WeightsMissing
+
+from tiny_sd15 import SIZE  # tests/ is on sys.path (conftest.py)
+from tiny_sd15 import seg_rgb as _seg_rgb
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_VARS = [var for var, _ in sd15._ENV.values()]
+
+
+@pytest.fixture(scope="module")
+def folders(sd15_folders):
+    return sd15_folders
+
+
+@pytest.fixture(scope="module")
+def config(folders):
+    return PretrainedConfig(sd15=str(folders["sd15"]), scribble=str(folders["scribble"]), seg=str(folders["seg"]),
+                            dit=str(folders["dit"]), image_size=SIZE, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def world(config):
+    return sd15.load_world("sd15-dit", config)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def _sketch(s=SIZE):
+    yy, xx = np.mgrid[:s, :s]
+    return np.where(np.abs(np.hypot(yy - s / 2, xx - s / 2) - s / 4) < 2, 255, 0).astype(np.uint8)
+
+
+def _inputs(**extra):
+    return {"text": "a cat", "sketch": _sketch(), "seg": _seg_rgb(), "class_id": "goldfish", **extra}
+
+
+def _x(seed=0):
+    return torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(seed))
+
+
+AB = torch.tensor([0.4])
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+def test_ade20k_palette_and_imagenet_names():
+    assert len(ADE20K) == 150 and ADE20K_RGB.shape == (150, 3)
+    assert ADE20K[0] == ("wall", (120, 120, 120)) and ADE20K[2] == ("sky", (6, 230, 230))
+    assert ADE20K[149] == ("flag", (92, 0, 255))
+    order = ade20k_painter_order()
+    assert sorted(order) == list(range(150))
+    assert [ADE20K_NAMES[i] for i in order[:len(ADE20K_COMMON)]] == list(ADE20K_COMMON)
+    names = imagenet_classes()
+    assert len(names) == 1000 and names[1] == "goldfish" and len(set(names)) == 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and loading
+
+def test_world_is_hidden_and_explained_when_weights_are_missing(tmp_path, clean_env):
+    from unite_demo import studio, world as world_mod
+
+    clean_env.setenv("UNITE_SD15", str(tmp_path / "nowhere"))
+    clean_env.setenv("UNITE_CONTROLNET_SCRIBBLE", "unite-test/not-a-cached-repo")
+    assert sd15.configured_worlds() == []
+    assert studio.available_worlds() == ["cartoon-faces"]
+    with pytest.raises(WeightsMissing) as e:
+        world_mod.get_world("sd15")
+    msg = str(e.value)
+    assert "UNITE_SD15=" in msg and "no such folder" in msg and "UNITE_CONTROLNET_SCRIBBLE=" in msg
+    assert "UNITE_DOWNLOAD=1" in msg and "hf download" in msg and "README" in msg
+    # A bad setting hides the worlds (the built-in world keeps working) and is raised on loading.
+    clean_env.setenv("UNITE_SD15_SIZE", "500")
+    with pytest.warns(UserWarning, match="multiple of 64"):
+        assert studio.available_worlds() == ["cartoon-faces"]
+    with pytest.raises(ValueError, match="multiple of 64"):
+        world_mod.get_world("sd15")
+
+
+def test_page_lists_the_worlds_when_configured(config, clean_env):
+    from unite_demo import studio
+
+    for var, value in config.env().items():
+        clean_env.setenv(var, value)
+    assert studio.available_worlds() == ["cartoon-faces", "sd15", "sd15-dit"]
+    clean_env.setenv("UNITE_DIT", str(Path(config.dit) / "transformer"))  # wrong layout: sd15-dit hidden
+    assert studio.available_worlds() == ["cartoon-faces", "sd15"]
+
+
+def test_world_loads_from_local_folders_and_generates(world):
+    assert world.name == "sd15-dit" and world.modalities == ("text", "sketch", "seg", "class")
+    sd = world.experts[0].denoiser
+    assert all(e.denoiser is sd for e in world.experts[:3])  # one UNet shared by three experts
+    assert world.experts[3].denoiser.null_class == 1000
+    assert sd.unet.dtype == torch.float32 and sd.space == "sd-vae latent 4x8x8" == world.experts[3].denoiser.space
+    assert (world.beta_schedule, world.beta_start, world.beta_end) == ("scaled_linear", 0.00085, 0.012)
+    req = world.request(**_inputs(), steps=2)
+    assert req.class_id == 1 and req.guidance == sd15.SD_DEFAULTS["guidance"]
+    frames = list(world.generate(req))
+    assert len(frames) == 3 and frames[-1].done
+    assert frames[0].image.shape == (1, 3, 8, 8)  # the linear latent -> RGB preview
+    assert frames[-1].image.shape == (1, 3, SIZE, SIZE)  # the VAE's image
+    for f in frames:
+        assert torch.isfinite(f.image).all() and f.image.abs().max() <= 1
+    again = list(world.generate(world.request(**_inputs(), steps=2)))
+    assert torch.equal(again[-1].image, frames[-1].image)  # deterministic for a seed
+
+
+def test_requests_validate_world_inputs(world):
+    from unite_demo.conditions import ConditionError
+
+    assert world.request(class_id=207).class_id == 207
+    assert world.request(class_id="Goldfish").class_id == 1
+    with pytest.raises(ConditionError, match="unknown class name 'goldfsh'"):
+        world.request(class_id="goldfsh")
+    with pytest.raises(ConditionError, match="from 0 to 999"):
+        world.request(class_id=1000)
+    seg = world.request(seg=_seg_rgb("sea", "sand")).seg
+    assert set(np.unique(seg)) == {ADE20K_NAMES.index("sea"), ADE20K_NAMES.index("sand")}
+    with pytest.raises(ConditionError, match="not palette colours"):
+        world.request(seg=np.full((SIZE, SIZE, 3), (3, 3, 3), np.uint8))
+    assert "unconditional image" in " ".join(world.request().notes)
+
+
+def test_sd15_world_has_no_class_expert(config):
+    w = sd15.load_world("sd15", config)
+    assert w.modalities == ("text", "sketch", "seg")
+    from unite_demo.conditions import ConditionError
+    with pytest.raises(ConditionError, match="no class expert"):
+        w.request(class_id=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# The product of experts through these networks
+
+def _cond(world, **inputs):
+    return world.conditions(world.request(**_inputs(**inputs)))
+
+
+def test_single_expert_with_r1_s1_is_that_expert(world):
+    cond = _cond(world)
+    x = _x()
+    for e in world.experts:
+        alone = ProductOfExperts(world.experts, {e.name: 1.0}, guidance=1.0)(x, AB, {k: cond[k] for k in e.reads})
+        direct = e.denoiser(x, AB, {k: cond[k] for k in e.reads})
+        assert torch.allclose(alone, direct, atol=1e-5), e.name
+
+
+def test_identical_experts_reproduce_one(world):
+    sd = world.experts[0].denoiser
+    cond = _cond(world)
+    x = _x(1)
+    one = ProductOfExperts([Expert("sketch", sd, ("sketch",))], {"sketch": 1.0}, guidance=3.0)(x, AB, cond)
+    two = ProductOfExperts([Expert("a", sd, ("sketch",)), Expert("b", sd, ("sketch",))], {"a": 0.5, "b": 0.5},
+                           guidance=3.0)(x, AB, cond)
+    assert torch.allclose(one, two, atol=1e-5)
+
+
+def test_zero_reliability_makes_the_output_independent_of_that_condition(world):
+    x = _x(2)
+    rel = {"text": 1.0, "sketch": 1.0, "seg": 0.0, "class": 1.0}
+    mix = ProductOfExperts(world.experts, rel, guidance=4.0)
+    a = mix(x, AB, _cond(world, seg=_seg_rgb("sea", "sand")))
+    b = mix(x, AB, _cond(world, seg=_seg_rgb("building", "road")))
+    c = ProductOfExperts(world.experts, {**rel, "seg": 1.0}, guidance=4.0)(x, AB, _cond(world, seg=_seg_rgb()))
+    assert torch.equal(a, b) and not torch.allclose(a, c, atol=1e-4)
+    rel = {"text": 0.0, "sketch": 1.0, "seg": 1.0, "class": 1.0}
+    mix = ProductOfExperts(world.experts, rel, guidance=4.0)
+    assert torch.equal(mix(x, AB, _cond(world, text="a cat")), mix(x, AB, _cond(world, text="a photo")))
+
+
+def test_order_of_experts_does_not_matter(world):
+    cond, x = _cond(world), _x(3)
+    rel = {"text": 1.0, "sketch": 0.5, "seg": 2.0, "class": 1.5}
+    a = ProductOfExperts(world.experts, rel, guidance=5.0)(x, AB, cond)
+    b = ProductOfExperts(list(reversed(world.experts)), rel, guidance=5.0)(x, AB, cond)
+    assert torch.equal(a, b)
+
+
+def test_batched_step_equals_one_expert_at_a_time(world):
+    cond, x = _cond(world), _x(4)
+    rel = {"text": 1.0, "sketch": 0.7, "seg": 1.3, "class": 0.5}
+    batched = ProductOfExperts(world.experts, rel, guidance=5.0)
+    loop = ProductOfExperts(world.experts, rel, guidance=5.0, batched=False)
+    a, b = batched(x, AB, cond), loop(x, AB, cond)
+    assert (a - b).abs().max() <= 1e-4
+    # The SD experts take one call of N + 1 = 4 rows, DiT one of 2 rows.
+    assert (batched.calls, batched.rows) == (2, 6) and (loop.calls, loop.rows) == (6, 6)
+    # And whole runs agree.
+    req = world.request(**_inputs(), steps=3)
+    fa = list(world.generate(req))[-1].image
+    fb = list(world.generate(req, batched=False))[-1].image
+    assert (fa - fb).abs().max() <= 1e-4
+
+
+def test_controlnets_run_only_on_their_rows(world):
+    """Rows [sketch, seg, prompt, null] in one call equal each row alone; the null row is the bare
+    UNet on the empty prompt, a sketch row the UNet + scribble ControlNet on the empty prompt."""
+    sd = world.experts[0].denoiser
+    c = _cond(world)
+    x = _x(5).repeat(4, 1, 1, 1)
+    z = torch.zeros_like
+    rows = {"sketch": torch.cat([c["sketch"], z(c["sketch"]), z(c["sketch"]), z(c["sketch"])]),
+            "seg": torch.cat([z(c["seg"]), c["seg"], z(c["seg"]), z(c["seg"])]),
+            "text": torch.cat([z(c["text"]), z(c["text"]), c["text"], z(c["text"])])}
+    both = sd(x, AB.repeat(4), rows)
+    alone = [sd(x[:1], AB, {"sketch": c["sketch"]}), sd(x[:1], AB, {"seg": c["seg"]}),
+             sd(x[:1], AB, {"text": c["text"]}), sd(x[:1], AB, {})]
+    assert torch.allclose(both, torch.cat(alone), atol=1e-5)
+    t = sd.schedule.timestep_for(AB)
+    with torch.inference_mode():
+        bare = sd.unet(x[:1], t, encoder_hidden_states=sd.null_text).sample
+        d, m = sd.controlnets["sketch"](x[:1], t, encoder_hidden_states=sd.null_text, controlnet_cond=c["sketch"],
+                                        return_dict=False)
+        sketched = sd.unet(x[:1], t, encoder_hidden_states=sd.null_text, down_block_additional_residuals=d,
+                           mid_block_additional_residual=m).sample
+    assert torch.allclose(alone[3], bare, atol=1e-5) and torch.allclose(alone[0], sketched, atol=1e-5)
+    assert not torch.allclose(alone[0], bare, atol=1e-3)  # the ControlNet does act
+
+
+def test_option_lets_spatial_experts_read_the_prompt(world):
+    req = world.request(**_inputs())
+    assert [e.reads for e in world.mixture(req).experts] == [("class",), ("seg",), ("sketch",), ("text",)]
+    world.spatial_prompt = True
+    try:
+        mix = world.mixture(req)
+        assert [e.reads for e in mix.experts] == [("class",), ("seg", "text"), ("sketch", "text"), ("text",)]
+        assert [e.reads for e in world.mixture(world.request(sketch=_sketch())).experts][2] == ("sketch",)
+    finally:
+        world.spatial_prompt = False
+    sd = world.experts[0].denoiser
+    c, x = _cond(world), _x(6)
+    with_prompt = sd(x, AB, {"sketch": c["sketch"], "text": c["text"]})
+    t = sd.schedule.timestep_for(AB)
+    with torch.inference_mode():
+        d, m = sd.controlnets["sketch"](x, t, encoder_hidden_states=c["text"], controlnet_cond=c["sketch"],
+                                        return_dict=False)
+        manual = sd.unet(x, t, encoder_hidden_states=c["text"], down_block_additional_residuals=d,
+                         mid_block_additional_residual=m).sample
+    assert torch.allclose(with_prompt, manual, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# DiT: its own schedule, its own null class, learned sigma
+
+def test_schedule_alignment_between_sd_and_dit(world):
+    sd, dit = world.experts[0].denoiser, world.experts[3].denoiser
+    sd_ac, dit_ac = sd.schedule.alphas_cumprod, dit.schedule.alphas_cumprod
+    assert dit_ac[-1] < sd_ac[-1] < sd_ac[0] < dit_ac[0]  # SD's range lies inside DiT's: no clamping
+    ts = torch.tensor([0, 10, 100, 250, 500, 750, 999])
+    ab = sd_ac[ts].float()
+    assert torch.allclose(sd.schedule.timestep_for(ab), ts.float(), atol=1e-3)
+    t_dit = dit.schedule.timestep_for(ab)
+    lo, frac = t_dit.floor().long(), t_dit - t_dit.floor()
+    hi = (lo + 1).clamp(max=999)
+    log_ab = (1 - frac.double()) * dit_ac[lo].log() + frac.double() * dit_ac[hi].log()
+    assert torch.allclose(log_ab.exp(), ab.double(), rtol=1e-4)  # DiT's alpha_bar at t_dit is the master's
+    assert (t_dit[1:] > t_dit[:-1]).all()
+    # SD's first step is already noisier than DiT's (t 0 -> 4.8), and DiT reaches SD's noisiest
+    # level well before its own end (t 999 -> 727): the schedules really differ.
+    assert 4 < t_dit[0] < 6 and 700 < t_dit[-1] < 750
+    # And DiT is asked at exactly that timestep, with its null class for null rows.
+    seen = {}
+
+    def spy(module, args, kwargs):
+        seen.update(t=kwargs["timestep"].clone(), labels=kwargs["class_labels"].clone())
+
+    handle = dit.transformer.register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        onehot = torch.zeros(3, 1000)
+        onehot[0, 207] = 1
+        dit(_x().repeat(3, 1, 1, 1), ab[[2, 4, 6]], {"class": onehot})
+    finally:
+        handle.remove()
+    assert torch.allclose(seen["t"], t_dit[[2, 4, 6]]) and seen["labels"].tolist() == [207, 1000, 1000]
+
+
+def test_dit_eps_is_the_first_half_of_its_output(world):
+    dit = world.experts[3].denoiser
+    x = _x(7)
+    onehot = torch.nn.functional.one_hot(torch.tensor([5]), 1000).float()
+    eps = dit(x, AB, {"class": onehot})
+    with torch.inference_mode():
+        out = dit.transformer(x, timestep=dit.schedule.timestep_for(AB), class_labels=torch.tensor([5])).sample
+    assert out.shape[1] == 8 and torch.allclose(eps, out[:, :4], atol=1e-6)
+    assert not torch.allclose(eps, dit(x, AB, {}), atol=1e-4)  # the class matters
+
+
+def test_experts_of_different_spaces_are_refused(world):
+    sd = world.experts[0].denoiser
+
+    class Pixel:
+        space, reads = "pixel 3x64x64", ("seg",)
+
+    with pytest.raises(ValueError, match="different image spaces"):
+        ProductOfExperts([Expert("text", sd, ("text",)), Expert("seg", Pixel(), ("seg",))], {"text": 1.0})
+
+
+# ---------------------------------------------------------------------------------------------
+# Previews, unloading, the module's promises
+
+def test_linear_preview_matches_its_documented_matrix():
+    x0 = torch.zeros(1, 4, 2, 2)
+    x0[0, 3] = 1.0  # latent channel 3 alone
+    rgb = sd15.latent_to_rgb(x0)
+    assert rgb.shape == (1, 3, 2, 2) and torch.allclose(rgb[0, :, 0, 0], torch.tensor([-0.184, -0.271, -0.473]))
+
+
+def test_tiny_preview_decoder_when_configured(config, folders):
+    from dataclasses import replace
+
+    w = sd15.load_world("sd15", replace(config, preview_decoder=str(folders["taesd"])))
+    frames = list(w.generate(w.request(text="a cat", steps=1)))
+    assert frames[0].image.shape == (1, 3, SIZE, SIZE) and frames[-1].image.shape == (1, 3, SIZE, SIZE)
+
+
+def test_unloading_frees_the_networks(config, folders, world, clean_env, tmp_path):
+    import shutil
+
+    from unite_demo import world as world_mod
+
+    for var, value in config.env().items():
+        clean_env.setenv(var, value)
+    w = world_mod.get_world("sd15")
+    assert world_mod.get_world("sd15") is w
+    # sd15 and sd15-dit hold the same SD networks; unloading one leaves the other working.
+    assert w.experts[0].denoiser.unet is world.experts[0].denoiser.unet
+    world_mod.unload_world("sd15")
+    del w
+    assert len(list(world.generate(world.request(text="a cat", steps=1)))) == 2
+    # Weights no other world holds are freed.
+    clean_env.setenv("UNITE_SD15", str(shutil.copytree(folders["sd15"], tmp_path / "sd15-copy")))
+    w = world_mod.get_world("sd15")
+    ref = weakref.ref(w.experts[0].denoiser.unet)
+    world_mod.unload_world("sd15")
+    with pytest.raises(RuntimeError, match="unloaded"):
+        next(w.generate(w.request(text="a cat")))
+    del w
+    gc.collect()
+    assert ref() is None
+    w2 = world_mod.get_world("sd15")  # loads again
+    assert w2.experts[0].denoiser.unet is not None
+    world_mod.unload_world("sd15")
+
+
+@pytest.mark.slow
+def test_core_never_imports_gradio_and_lists_worlds_in_a_fresh_process(config):
+    code = ("import sys; from unite_demo import studio, sd15, world; print(studio.available_worlds()); "
+            "assert 'gradio' not in sys.modules, 'gradio imported'")
+    env = {**os.environ, **config.env(), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "['cartoon-faces', 'sd15', 'sd15-dit']"
+
+
+def test_benchmark_runs_on_tiny_networks(capsys):
+    from unite_demo import bench_sd15
+
+    result = bench_sd15.main(["--arch", "tiny", "--device", "cpu", "--iters", "1", "--warmup", "1", "--dit"])
+    out = capsys.readouterr().out
+    for label in ("ours: batched", "naive: one expert at a time", "diffusers: MultiControlNet + CFG", "naive / ours"):
+        assert label in out
+    assert result["ours_eager"]["ms"] > 0 and result["max_abs_diff_batched_vs_naive"] <= 1e-4
