@@ -17,6 +17,7 @@ schedules can be asked about the same x_t: each maps alpha_bar to its own (fract
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +33,13 @@ class Denoiser(Protocol):
 
     def __call__(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         ...
+
+
+def check_reads(reads: tuple[str, ...], cond: Mapping[str, torch.Tensor]) -> None:
+    """Refuse condition keys a denoiser does not understand (a caller bug, not user input)."""
+    unknown = set(cond) - set(reads)
+    if unknown:
+        raise ValueError(f"this network reads {reads}, not {sorted(unknown)}")
 
 
 class NoiseSchedule:
@@ -91,9 +99,7 @@ class FaceDenoiser:
 
     @torch.inference_mode()
     def __call__(self, x_t, alpha_bar, cond):
-        unknown = set(cond) - set(self.reads)
-        if unknown:
-            raise ValueError(f"this network reads {self.reads}, not {sorted(unknown)}")
+        check_reads(self.reads, cond)
         b, size = x_t.shape[0], x_t.shape[-1]
         seg = cond.get("seg", x_t.new_zeros(b, NUM_CLASSES, size, size))
         sketch = cond.get("sketch", x_t.new_zeros(b, 2, size, size))

@@ -43,7 +43,7 @@ import torch
 
 from .combine import ProductOfExperts
 from .conditions import Request, make_request
-from .experts import Expert, NoiseSchedule
+from .experts import Expert, NoiseSchedule, check_reads
 from .labels import ADE20K_NAMES, ADE20K_RGB, imagenet_classes
 from .sampler import SAMPLERS, Frame, sample
 from .world import DEFAULTS, World
@@ -337,9 +337,7 @@ class SD15Denoiser:
     def __call__(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.unet is None:
             raise RuntimeError("this world was unloaded; load it again with get_world")
-        unknown = set(cond) - set(self.reads)
-        if unknown:
-            raise ValueError(f"this network reads {self.reads}, not {sorted(unknown)}")
+        check_reads(self.reads, cond)
         b = x_t.shape[0]
         cond = {k: v.to(self.device, self.dtype) for k, v in cond.items()}
         keys = list(cond)
@@ -409,9 +407,7 @@ class DiTDenoiser:
     def __call__(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.transformer is None:
             raise RuntimeError("this world was unloaded; load it again with get_world")
-        unknown = set(cond) - set(self.reads)
-        if unknown:
-            raise ValueError(f"this network reads {self.reads}, not {sorted(unknown)}")
+        check_reads(self.reads, cond)
         b = x_t.shape[0]
         x = x_t.to(self.device, self.dtype)
         t = self.schedule.timestep_for(alpha_bar.detach().cpu()).to(self.device)  # (B,) DiT's fractional timesteps
