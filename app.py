@@ -4,6 +4,7 @@ on one image, step by step. Only the page lives here; the logic is in unite_demo
     python app.py          # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
 """
 
+import dataclasses
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -23,6 +24,12 @@ except ImportError:
 
 EXAMPLE = studio.example_inputs(0)  # the page's defaults form a complete example
 studio.load_world(BUILTIN)  # experts loaded once and warmed up before the first visitor
+try:  # gradio asks matplotlib for its backend around every event: import it now, not on the first Run (~1 s)
+    import matplotlib
+
+    matplotlib.get_backend()
+except ImportError:
+    pass
 
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = """
@@ -31,13 +38,29 @@ CSS = """
 .palette-legend { font-size: 0.9em; max-height: 9em; overflow-y: auto; }
 """
 
-LIVE_JS = f"""() => {{
-  const live = document.querySelector('#live input');
-  if (!live || !live.checked) return [];
-  clearTimeout(window.__uniteLive);
-  window.__uniteLive = setTimeout(() => document.querySelector('#live-go')?.click(), {int(studio.DEBOUNCE_S * 1000)});
-  return [];
+# Live mode, in the browser: a change waits DEBOUNCE_S for the next one, then presses the hidden live
+# button. The two canvases say they changed by a pointer released over them (see EDITORS below).
+PAGE_JS = f"""() => {{
+  window.__uniteLiveKick = () => {{
+    const live = document.querySelector('#live input');
+    if (!live || !live.checked) return;
+    clearTimeout(window.__uniteLive);
+    window.__uniteLive = setTimeout(() => document.querySelector('#live-go')?.click(), {int(studio.DEBOUNCE_S * 1000)});
+  }};
+  document.addEventListener('pointerup', (e) => {{
+    if (e.target instanceof Element && e.target.closest('#seg-painter, #sketch-canvas')) window.__uniteLiveKick();
+  }}, true);
 }}"""
+LIVE_JS = "() => { window.__uniteLiveKick?.(); return []; }"
+
+# EDITORS. Gradio 6.31 asks every component that took part in a finished server event for its value
+# again on every streamed message (to refresh its status), and an image editor answers by exporting
+# its canvas and uploading it: four requests per preview, a sampler starved of CPU. So the sketch
+# canvas and the painter only ever meet browser-side events, which copy their content to and from
+# hidden twins (never rendered, so never asked); the server's events read and write the twins.
+SEND_JS = "(...values) => values"  # canvases -> twins, just before a server event reads them
+SHOW_JS = "(...values) => { window.__uniteLiveKick?.(); return values; }"  # twins -> canvases
+BRUSH_JS = "(brush) => ({__type__: 'update', brush})"  # a world's painter palette -> the painter
 
 
 def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance, sampler,
@@ -106,9 +129,10 @@ def world_page(name):
 
 
 def world_changed(name):
-    """Another world: its painter palette and legend, its cards, its class picker, its steps and guidance."""
+    """Another world: its painter palette (for BRUSH_JS) and legend, its cards, its class picker, its
+    steps and guidance."""
     page = world_page(name)
-    return (gr.ImageEditor(brush=painter_brush(page.brush_colours, page.default_colour)), page.legend,
+    return (dataclasses.asdict(painter_brush(page.brush_colours, page.default_colour)), page.legend,
             gr.Column(visible="seg" in page.modalities), gr.Column(visible="sketch" in page.modalities),
             gr.Column(visible="text" in page.modalities), gr.Column(visible="class" in page.modalities),
             gr.Dropdown(choices=page.class_choices, value=""), page.steps, page.guidance)
@@ -162,7 +186,7 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
                         sources=("upload", "clipboard"), brush=gr.Brush(colors=["#000000"], color_mode="fixed",
                                                                         default_size=8),
                         eraser=gr.Eraser(default_size=12), canvas_size=(studio.CANVAS, studio.CANVAS),
-                        fixed_canvas=True, layers=False, transforms=(), elem_id="sketch-canvas")
+                        fixed_canvas=True, layers=False, transforms=(), interactive=True, elem_id="sketch-canvas")
                     derived = gr.Image(label="sketch derived from the photo (OpenCV Canny), as the expert gets it",
                                        format="png", interactive=False, visible=False, height=140,
                                        buttons=["download"], elem_id="sketch-derived")
@@ -173,7 +197,7 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
                         sources=("upload", "clipboard"),
                         brush=painter_brush(studio.palette_hex(), studio.palette_hex()[1]),
                         eraser=gr.Eraser(default_size=16), canvas_size=(studio.CANVAS, studio.CANVAS),
-                        fixed_canvas=True, layers=False, transforms=(), elem_id="seg-painter")
+                        fixed_canvas=True, layers=False, transforms=(), interactive=True, elem_id="seg-painter")
                     legend = gr.HTML(studio.legend_html(), elem_id="seg-legend")
                     blank = gr.Button("Start from a blank map", size="sm")
             with gr.Column(variant="panel") as text_card:
@@ -217,35 +241,50 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
                           samples=[[str(e.seg), e.text] for e in studio.load_examples()], type="index",
                           elem_id="examples")
 
-    guard_uploads(seg, "segmentation map")
-    guard_uploads(sketch, "sketch")
-    inputs = [seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance,
+    # The canvases' hidden twins (see EDITORS), read by the server as the canvases themselves would be.
+    seg_sent = guard_uploads(gr.ImageEditor(value=EXAMPLE.seg, label="Segmentation map", type="numpy",
+                                            image_mode="RGBA", format="png", visible=False), "segmentation map")
+    sketch_sent = guard_uploads(gr.ImageEditor(value=EXAMPLE.sketch, label="Sketch", type="numpy", image_mode="RGBA",
+                                               format="png", visible=False), "sketch")
+    brush_sent = gr.JSON(visible=False)
+    canvases, twins = [seg, sketch], [seg_sent, sketch_sent]
+    inputs = [seg_sent, sketch_sent, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance,
               sampler, world, live, class_name, r_class]
     outputs = [result, progress, seg_view, sketch_view, caption_view]
-    run_evt = run_btn.click(generate, inputs, outputs, api_name="generate", concurrency_id="generate",
-                            show_progress="minimal", show_progress_on=[result])
+    run_evt = run_btn.click(None, canvases, twins, js=SEND_JS, api_visibility="private").then(
+        generate, inputs, outputs, api_name="generate", concurrency_id="generate", show_progress="minimal",
+        show_progress_on=[result])
     # Live mode: any change (debounced in the browser, so no canvas is exported per stroke) presses the
     # hidden live button, whose run takes a new ticket first so that the run still going stops.
     live_go = gr.Button("live run", visible="hidden", elem_id="live-go")
-    gr.on([w.change for w in inputs], None, None, None, js=LIVE_JS, api_visibility="private")
-    live_evt = live_go.click(new_ticket, None, None, queue=False, show_progress="hidden",
-                             api_visibility="private").then(
+    gr.on([w.change for w in inputs if w not in twins], None, None, None, js=LIVE_JS, api_visibility="private")
+    live_evt = live_go.click(None, canvases, twins, js=SEND_JS, api_visibility="private").then(
+        new_ticket, None, None, queue=False, show_progress="hidden", api_visibility="private").then(
         generate, inputs, outputs, trigger_mode="always_last", concurrency_id="generate", show_progress="hidden",
         api_visibility="private")
     stop_btn.click(stop, None, progress, queue=False, cancels=[run_evt, live_evt], api_visibility="private")
     dice.click(studio.random_seed, None, seed, queue=False, api_visibility="private")
-    blank.click(blank_map, world, seg, queue=False, api_visibility="private")
-    world.change(world_changed, world, [seg, legend, seg_card, sketch_card, text_card, class_card, class_name, steps,
-                                        guidance], api_visibility="private")
-    world.input(blank_map, world, seg, api_visibility="private")
+    blank.click(blank_map, world, seg_sent, queue=False, api_visibility="private").then(
+        None, seg_sent, seg, js=SHOW_JS, api_visibility="private")
+    world.change(world_changed, world, [brush_sent, legend, seg_card, sketch_card, text_card, class_card, class_name,
+                                        steps, guidance], api_visibility="private").then(
+        None, brush_sent, seg, js=BRUSH_JS, api_visibility="private")
+    world.input(blank_map, world, seg_sent, api_visibility="private").then(
+        None, seg_sent, seg, js=SHOW_JS, api_visibility="private")
+    seg.upload(None, None, None, js=LIVE_JS, api_visibility="private")
     # (The canvas is never an output of its own upload event: that would drop the strokes drawn later.)
-    sketch.upload(sketch_uploaded, [sketch, world], derived, api_visibility="private")
+    sketch.upload(None, sketch, sketch_sent, js=SEND_JS, api_visibility="private").then(
+        sketch_uploaded, [sketch_sent, world], derived, api_visibility="private").then(
+        None, None, None, js=LIVE_JS, api_visibility="private")
     sketch.clear(lambda: gr.update(value=None, visible=False), None, derived, queue=False, api_visibility="private")
-    examples.click(load_example, examples, [seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text,
-                                            seed, world], api_visibility="private")
+    examples.click(load_example, examples, [seg_sent, sketch_sent, text, seg_on, sketch_on, text_on, r_seg, r_sketch,
+                                            r_text, seed, world], api_visibility="private").then(
+        None, twins, canvases, js=SHOW_JS, api_visibility="private")
 
 demo.queue(default_concurrency_limit=2, max_size=32)
 
 if __name__ == "__main__":
+    studio.serve_setup()  # CPU threads per run
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), share=False, theme=THEME, css=CSS)
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), share=False, theme=THEME, css=CSS,
+                js=PAGE_JS)

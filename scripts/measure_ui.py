@@ -1,11 +1,12 @@
 """Time the studio as a person sees it: in headless Chromium, from pressing Run to the first preview
 shown and to the final image shown, with the default settings (example 0, 16 steps).
 
-    python scripts/measure_ui.py [--runs 3]
+    python scripts/measure_ui.py [--runs 3] [--compare KEY=VALUE]
 
 Run 1 uses the default seed on a freshly started server; later runs take new seeds (nothing cached);
 a last run repeats run 1's request (served from the result cache). Targets on a 2-core CPU:
-first preview <= 0.5 s, final <= 2.5 s.
+first preview <= 0.5 s, final <= 2.5 s. --compare measures a second server started with that
+environment variable set (e.g. UNITE_TORCH_THREADS=2), in the same invocation.
 """
 
 from __future__ import annotations
@@ -43,13 +44,24 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--url", help="measure a server already running here instead of starting one")
     ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    ap.add_argument("--compare", metavar="KEY=VALUE", help="also measure a server started with this variable set")
     args = ap.parse_args(argv)
     if args.url:
-        result = measure(args.url, args.runs)
-    else:
-        with serve() as url:
-            result = measure(url, args.runs)
-    if args.json:
+        report("server at " + args.url, measure(args.url, args.runs), args.json)
+        return 0
+    variants = [("default", {})]
+    if args.compare:
+        key, _, value = args.compare.partition("=")
+        variants.append((args.compare, {key: value}))
+    for name, env in variants:
+        with serve(env=env) as url:
+            report(name, measure(url, args.runs), args.json)
+    return 0
+
+
+def report(name: str, result: dict, as_json: bool) -> None:
+    print(f"== {name}")
+    if as_json:
         print(json.dumps(result, indent=1))
     for k, r in enumerate(result["runs"], start=1):
         print(f"run {k}: first preview {r['first_preview_s']:.2f} s, final {r['final_s']:.2f} s "

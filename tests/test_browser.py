@@ -65,8 +65,12 @@ def test_draw_paint_type_slide_run_watch_previews_then_stop(studio_page, tmp_pat
     sp.page.locator("#caption textarea").fill(caption)
     assert sp.nudge_slider("text-reliability", -10) == "2.5"  # from the default 3, ten steps of 0.05 down
 
+    uploads = []
+    sp.page.on("request", lambda r: uploads.append(r.url) if r.url.split("?")[0].endswith("/upload") else None)
     sp.run()
     sp.wait_done()
+    print("uploads during the run:", len(uploads))
+    assert len(uploads) <= 6  # each canvas sends its layers once per Run, never again per preview (16 here)
     rec = sp.record()
     frames, lines = rec["frames"], rec["lines"]
     assert len({f["src"] for f in frames[:-1]}) >= 3, frames  # at least 3 different previews before the final one

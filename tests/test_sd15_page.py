@@ -4,6 +4,7 @@ painted map reaching the seg expert as ADE20K class ids, the conditions shown in
 class picker, the world's own steps and guidance, `python -m unite_demo.generate --world`, and
 (slow) the /generate API of a live server."""
 
+import io
 import re
 import sys
 from pathlib import Path
@@ -222,3 +223,24 @@ def test_live_server_offers_the_worlds_and_the_class_through_the_api(config, tmp
         assert "done" in client.predict(steps=2, api_name="/generate")[1]  # the faces world, no class: as before
         with pytest.raises(Exception, match="no class expert"):
             client.predict(world="sd15", class_name="goldfish", steps=2, api_name="/generate")
+        # In the browser: picking the world gives the painter ADE20K colours and a blank map; a sky
+        # stroke reaches the segmentation expert as sky.
+        from media import VIEWPORT, StudioPage, chromium
+
+        with chromium() as browser:
+            sp = StudioPage(browser.new_page(viewport=VIEWPORT), url).open()
+            sp.page.get_by_label("World").click()
+            sp.page.get_by_role("option", name="sd15", exact=True).click()
+            sp.page.wait_for_function("() => /sky/.test(document.querySelector('#seg-legend').innerText)",
+                                      timeout=30_000)
+            sp.page.wait_for_timeout(1000)  # the blank map and the brush reach the painter
+            sp.pick_colour(tuple(int(v) for v in ADE20K_RGB[SKY]))
+            for y in (0.1, 0.2, 0.3):
+                sp.stroke("#seg-painter", [(0.05, y), (0.95, y)])
+            sp.set_number("steps", 2)
+            sp.run()
+            sp.wait_done()
+            src = sp.page.locator("#cond-seg img").get_attribute("src")
+            seen = np.asarray(Image.open(io.BytesIO(sp.page.request.get(src).body())).convert("RGB"))
+            colours = {tuple(c) for c in seen.reshape(-1, 3)}
+            assert colours == {tuple(int(v) for v in ADE20K_RGB[k]) for k in (SKY, WALL)}, colours

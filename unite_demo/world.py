@@ -71,9 +71,17 @@ class World:
         self.experts, self.baselines = [], {}
 
     def warm_up(self) -> None:
-        """One tiny generation so the first user request pays no start-up costs."""
-        for _ in self.generate(self.request(text="a face", steps=2)):
-            pass
+        """Two short generations with every expert taking part, so that the first user request pays no
+        start-up costs (a traced network settles on its second call)."""
+        s, (_, colours) = self.image_size, self.palette
+        seg = np.broadcast_to(colours[0], (s, s, 3)).copy()
+        seg[s // 4:3 * s // 4, s // 4:3 * s // 4] = colours[1]
+        sketch = np.zeros((s, s), np.uint8)
+        sketch[s // 2, s // 4:3 * s // 4] = 255
+        inputs = {m: v for m, v in (("seg", seg), ("sketch", sketch), ("text", "a face")) if m in self.modalities}
+        for _ in range(2):
+            for _ in self.generate(self.request(steps=2, **inputs)):
+                pass
 
     def mixture(self, req: Request, batched: bool = True) -> ProductOfExperts:
         """The product of this world's experts with the request's reliabilities and guidance."""
@@ -87,19 +95,20 @@ class World:
                           generator=gen, num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule)
 
 
-def _faces_expert(path: Path, name: str) -> tuple[Expert, dict]:
+def _faces_expert(path: Path, name: str, trace: bool = True) -> tuple[Expert, dict]:
     net = load_face_unet(path)
     c = net.config
     sched = make_sampler("ddim", c.num_train_timesteps, c.beta_schedule)
-    return Expert(name, FaceDenoiser(net, sched.alphas_cumprod), tuple(c.modalities)), dict(c.extra)
+    return Expert(name, FaceDenoiser(net, sched.alphas_cumprod, trace=trace), tuple(c.modalities)), dict(c.extra)
 
 
 def faces_world_files(folder: Path = FACES_DIR) -> dict[str, Path]:
     return {name: folder / f"{name}.safetensors" for name in (*MODALITIES, "joint")}
 
 
-def load_faces_world(folder: Path | str = FACES_DIR) -> World:
-    """The built-in cartoon-faces world from self-describing safetensors files in `folder`."""
+def load_faces_world(folder: Path | str = FACES_DIR, trace: bool = True) -> World:
+    """The built-in cartoon-faces world from self-describing safetensors files in `folder`; its
+    networks run as TorchScript traces unless trace=False (see experts.traced)."""
     folder = Path(folder)
     files = faces_world_files(folder)
     missing = [str(p) for n, p in files.items() if n in MODALITIES and not p.exists()]
@@ -108,11 +117,11 @@ def load_faces_world(folder: Path | str = FACES_DIR) -> World:
                                 f"train them with `python -m unite_demo.train` (see README)")
     experts, cards = [], {}
     for name in MODALITIES:
-        expert, cards[name] = _faces_expert(files[name], name)
+        expert, cards[name] = _faces_expert(files[name], name, trace)
         experts.append(expert)
     baselines = {}
     if files["joint"].exists():
-        baselines["joint"], cards["joint"] = _faces_expert(files["joint"], "joint")
+        baselines["joint"], cards["joint"] = _faces_expert(files["joint"], "joint", trace)
     first = json.loads(read_metadata(files[MODALITIES[0]])["config"])
     return World(BUILTIN, experts, first["image_size"], first["num_train_timesteps"], first["beta_schedule"],
                  baselines, cards)
