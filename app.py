@@ -4,16 +4,25 @@ on one image, step by step. Only the page lives here; the logic is in unite_demo
     python app.py          # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
 """
 
+import ctypes
 import dataclasses
+import io
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+import pydantic  # noqa: E402
+from gradio import processing_utils  # noqa: E402
+from gradio.components.image_editor import EditorData  # noqa: E402
+from gradio_client import utils as client_utils  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from unite_demo import studio  # noqa: E402
-from unite_demo.conditions import MAX_RELIABILITY, MAX_SEED, MAX_TEXT_CHARS, ConditionError  # noqa: E402
+from unite_demo.conditions import (  # noqa: E402
+    MAX_RELIABILITY, MAX_SEED, MAX_TEXT_CHARS, ConditionError, check_image_file, check_number)
 from unite_demo.sampler import SAMPLERS  # noqa: E402
 from unite_demo.world import BUILTIN, DEFAULTS  # noqa: E402
 
@@ -21,6 +30,58 @@ try:  # Hugging Face Spaces (ZeroGPU): the GPU work runs inside spaces.GPU; else
     import spaces
 except ImportError:
     spaces = None
+
+
+def save_pil_to_cache(img, cache_dir, name="image", format="webp"):
+    """gradio's processing_utils.save_pil_to_cache, but a file is written once, under a temporary name
+    renamed into place. gradio 6.31 rewrites it in place on every use, and the cache is keyed by
+    content: the same image in two messages (the conditions at step 1 and with the final image, two
+    visitors with the same request) was truncated under a client still fetching it (a broken download,
+    and h11 'Too little data for declared Content-Length' in the log)."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    path = (folder / f"{name}.{format}").resolve()
+    if path.is_file() and path.stat().st_size == len(data):
+        os.utime(path)  # gradio's cache cleaning ages files by their time
+        return str(path)
+    fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+processing_utils.save_pil_to_cache = save_pil_to_cache  # also what save_img_array_to_cache calls
+
+IMAGE_INPUTS: dict[int, str] = {}  # component id -> its name in messages (see guard_input)
+_move_files_to_cache = processing_utils.async_move_files_to_cache
+
+
+async def move_files_to_cache(data, block, *args, **kwargs):
+    """gradio's processing_utils.async_move_files_to_cache; for the images of a run (before anything reads
+    them), a file that was not uploaded to this server is refused with a message naming the input
+    (gradio's own refusal was a server error), and a URL is never fetched: the studio works offline."""
+    name = IMAGE_INPUTS.get(getattr(block, "_id", None))
+    if name is None or not kwargs.get("check_in_upload_folder"):  # not reading an input sent by a caller
+        return await _move_files_to_cache(data, block, *args, **kwargs)
+    paths = []
+    client_utils.traverse(data, lambda d: paths.append(d["path"]), client_utils.is_file_obj_with_meta)
+    for path in paths:
+        if client_utils.is_http_url_like(path):
+            raise gr.Error(f"{name}: a URL ({path[:80]}) is not fetched; upload the image file instead "
+                           "(gradio_client's handle_file does, given a local path)", print_exception=False)
+    try:
+        return await _move_files_to_cache(data, block, *args, **kwargs)
+    except (OSError, ValueError) as e:  # gradio's InvalidPathError is a ValueError
+        raise gr.Error(f"{name}: {e}", print_exception=False) from None
+
+
+processing_utils.async_move_files_to_cache = move_files_to_cache  # what gradio calls before preprocessing
 
 EXAMPLE = studio.example_inputs(0)  # the page's defaults form a complete example
 studio.load_world(BUILTIN)  # experts loaded once and warmed up before the first visitor
@@ -71,11 +132,11 @@ def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_t
     Returns (streamed): result image, progress line, segmentation map / sketch as the experts
     received them, caption and expert weights."""
     session = request.session_hash if request is not None else None
+    run = studio.run(world, seg=seg, sketch=sketch, text=text, seg_on=seg_on, sketch_on=sketch_on, text_on=text_on,
+                     r_seg=r_seg, r_sketch=r_sketch, r_text=r_text, seed=seed, steps=steps, guidance=guidance,
+                     sampler=sampler, live=bool(live), session=session, class_name=class_name, r_class=r_class)
     try:
-        for update in studio.run(world, seg=seg, sketch=sketch, text=text, seg_on=seg_on, sketch_on=sketch_on,
-                                 text_on=text_on, r_seg=r_seg, r_sketch=r_sketch, r_text=r_text, seed=seed,
-                                 steps=steps, guidance=guidance, sampler=sampler, live=bool(live), session=session,
-                                 class_name=class_name, r_class=r_class):
+        for update in run:
             if update.superseded:
                 yield gr.skip(), update.status, gr.skip(), gr.skip(), gr.skip()
                 return
@@ -88,6 +149,25 @@ def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_t
                 yield update.image, update.status, gr.skip(), gr.skip(), gr.skip()
     except (ConditionError, FloatingPointError) as e:
         raise gr.Error(str(e), print_exception=False) from None
+    finally:  # finished, failed, Stop or a client gone: the sampler thread stops, the run's memory goes back
+        run.close()
+        release_memory()
+
+
+def release_memory() -> None:
+    """Give the memory a finished run freed back to the system. The runs allocate in the threads that
+    serve them, and glibc keeps what each thread's arena freed while any small block in it lives on (the
+    frames the result cache keeps): the server grew by 0.3 to 0.7 MB per request with canvases (+4 to +14 %
+    over the 100 requests of scripts/load_test.py; with this, under 1 %). malloc_trim takes ~2 ms; without
+    glibc this does nothing."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
+
+
+try:
+    MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+except (OSError, AttributeError):
+    MALLOC_TRIM = None
 
 
 if spaces is not None:
@@ -148,19 +228,74 @@ def painter_brush(colours, default):
     return gr.Brush(colors=colours, default_color=default, color_mode="fixed", default_size=16)
 
 
-def guard_uploads(component, what):
-    """An unreadable upload gets the same clear message as any other bad input, not a server error."""
+def guard_input(component, name, role="pass"):
+    """What a caller sends for one input of a run (the page, or any JSON through the API) is judged by
+    unite_demo.conditions, whose message names the input; nothing a caller sends is a server error.
+    role "pass": the value goes to studio.run as sent (gradio's own reading would coerce it, or refuse
+    it without naming it). "number": a number outside the widget's range is refused in gradio's words,
+    anything else that is not a number in that range by conditions.check_number; then it goes on as sent
+    (None: the world's default). "image": every file is checked from its header
+    (conditions.check_image_file: readable, not oversized) before gradio decodes it."""
     preprocess = component.preprocess
 
     def checked(payload):
         try:
+            if role == "number" and payload is not None:
+                try:
+                    preprocess(payload)  # the widget's range: "Value 5 is greater than maximum value 3."
+                except gr.Error:
+                    raise
+                except Exception:  # noqa: BLE001 - not a number gradio reads (a string, a list): said below
+                    pass
+                check_number(name, payload, component.minimum, component.maximum)  # NaN, True, "abc", ...
+            if role in ("pass", "number"):
+                return payload
+            for image in editor_files(component, payload):
+                check_image_file(image, name)
             return preprocess(payload)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise gr.Error(f"{what}: cannot read the image ({e}); accepted: PNG, JPEG, WebP, BMP",
-                           print_exception=False) from None
+        except ConditionError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except gr.Error as e:
+            raise gr.Error(f"{name}: {e.message}", print_exception=False) from None
+        except (OSError, ValueError, TypeError, ArithmeticError, SyntaxError, Image.DecompressionBombError) as e:
+            reading = "cannot read the image" if role == "image" else "cannot use the value"
+            accepted = "; accepted: PNG, JPEG, WebP, BMP" if role == "image" else ""
+            raise gr.Error(f"{name}: {reading} ({e}){accepted}", print_exception=False) from None
 
     component.preprocess = checked
+    if role == "image":  # a value that is no editor value at all is refused before gradio reads it
+        component.data_model = checked_editor_data(name)
+        IMAGE_INPUTS[component._id] = name
     return component
+
+
+def checked_editor_data(name):
+    """gradio's EditorData, with a message naming the input for a value of the wrong shape (a string, a
+    number, a list, junk layers) instead of a server error."""
+
+    class Checked(EditorData):
+        @classmethod
+        def model_validate(cls, obj, *args, **kwargs):
+            try:
+                return super().model_validate(obj, *args, **kwargs)
+            except pydantic.ValidationError:
+                shown = repr(obj) if len(repr(obj)) <= 80 else repr(obj)[:77] + "..."
+                raise gr.Error(f"{name}: expected an image editor value {{'background': image, 'layers': [images], "
+                               f"'composite': image, 'id': None}} or None, got {shown}",
+                               print_exception=False) from None
+
+    return Checked
+
+
+def editor_files(editor, payload):
+    """The files of an image editor's value (uploaded paths, or the page's canvas blobs as bytes), unread."""
+    if payload is None:
+        return []
+    parts = [payload.background, payload.composite, *payload.layers]
+    if payload.id is not None and editor.blob_storage.get(payload.id) is not None:
+        blobs = editor.blob_storage[payload.id]
+        parts += [blobs.background, blobs.composite, *blobs.layers]
+    return [io.BytesIO(p) if isinstance(p, (bytes, bytearray)) else p.path for p in parts if p is not None]
 
 
 def card_header(name, value):
@@ -242,15 +377,23 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
                           elem_id="examples")
 
     # The canvases' hidden twins (see EDITORS), read by the server as the canvases themselves would be.
-    seg_sent = guard_uploads(gr.ImageEditor(value=EXAMPLE.seg, label="Segmentation map", type="numpy",
-                                            image_mode="RGBA", format="png", visible=False), "segmentation map")
-    sketch_sent = guard_uploads(gr.ImageEditor(value=EXAMPLE.sketch, label="Sketch", type="numpy", image_mode="RGBA",
-                                               format="png", visible=False), "sketch")
+    seg_sent = gr.ImageEditor(value=EXAMPLE.seg, label="Segmentation map", type="numpy", image_mode="RGBA",
+                              format="png", visible=False)
+    sketch_sent = gr.ImageEditor(value=EXAMPLE.sketch, label="Sketch", type="numpy", image_mode="RGBA", format="png",
+                                 visible=False)
     brush_sent = gr.JSON(visible=False)
     canvases, twins = [seg, sketch], [seg_sent, sketch_sent]
     inputs = [seg_sent, sketch_sent, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance,
               sampler, world, live, class_name, r_class]
     outputs = [result, progress, seg_view, sketch_view, caption_view]
+    # Every input of a run is judged by unite_demo.conditions under the name its messages use (see guard_input).
+    for component, name, role in (
+            (seg_sent, "segmentation map", "image"), (sketch_sent, "sketch", "image"), (text, "text", "pass"),
+            (seed, "seed", "pass"), (steps, "steps", "number"), (guidance, "guidance", "number"),
+            (r_seg, "reliability of seg", "number"), (r_sketch, "reliability of sketch", "number"),
+            (r_text, "reliability of text", "number"), (r_class, "reliability of class", "number"),
+            (sampler, "sampler", "pass"), (world, "world", "pass"), (class_name, "class", "pass")):
+        guard_input(component, name, role)
     run_evt = run_btn.click(None, canvases, twins, js=SEND_JS, api_visibility="private").then(
         generate, inputs, outputs, api_name="generate", concurrency_id="generate", show_progress="minimal",
         show_progress_on=[result])
@@ -282,9 +425,19 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
         None, twins, canvases, js=SHOW_JS, api_visibility="private")
 
 demo.queue(default_concurrency_limit=2, max_size=32)
+MAX_UPLOAD = "10mb"  # larger uploads are refused by the server (HTTP 413) before anything reads them
+MAX_SESSIONS = 1000  # gradio keeps ~120 KB per session (a copy of the page's config); 10000 by default
+
+
+def launch_options(environ=os.environ) -> dict:
+    """demo.launch's arguments: this machine only (127.0.0.1) unless GRADIO_SERVER_NAME says otherwise,
+    never a share link, uploads up to MAX_UPLOAD, the MAX_SESSIONS most recent sessions remembered
+    (nothing here lives in a session's state: an older one is simply started afresh)."""
+    return dict(server_name=environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                server_port=int(environ.get("GRADIO_SERVER_PORT") or "7860"), share=False,
+                max_file_size=MAX_UPLOAD, state_session_capacity=MAX_SESSIONS, theme=THEME, css=CSS, js=PAGE_JS)
+
 
 if __name__ == "__main__":
     studio.serve_setup()  # CPU threads per run
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), share=False, theme=THEME, css=CSS,
-                js=PAGE_JS)
+    demo.launch(**launch_options())

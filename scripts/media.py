@@ -35,22 +35,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServedURL(str):
+    """What serve() yields: the page's URL (a plain str to every caller) that also knows the server
+    process (`pid`, for its memory in /proc/PID/status) and reads what it has logged so far (`log()`)."""
+
+    pid: int
+    _log_fd: int
+
+    def log(self) -> str:
+        """The server's stdout and stderr so far (read without moving the offset it writes at)."""
+        size = os.fstat(self._log_fd).st_size
+        return os.pread(self._log_fd, size, 0).decode(errors="replace")
+
+
 @contextlib.contextmanager
-def serve(timeout: float = 300.0, env: dict | None = None) -> Iterator[str]:
-    """`python app.py` on a free localhost port; yields its URL once the page answers, stops it after."""
+def serve(timeout: float = 300.0, env: dict | None = None) -> Iterator[ServedURL]:
+    """`python app.py` on a free localhost port; yields its URL once the page answers, stops it after.
+    env: extra environment variables for the server (GRADIO_SERVER_NAME: the address it is reached at);
+    a None value removes that variable."""
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
-    url = f"http://127.0.0.1:{port}/"
+    env = {key: value for key, value in env.items() if value is not None}
+    host = env.get("GRADIO_SERVER_NAME") or "127.0.0.1"  # app.py's default
+    url = ServedURL(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/")
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
+        url.pid, url._log_fd = proc.pid, log.fileno()
         try:
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read().decode()[-3000:]}")
+                    raise RuntimeError(f"app.py exited with {proc.returncode}:\n{url.log()[-3000:]}")
                 try:
                     with urllib.request.urlopen(url, timeout=5) as r:
                         if r.status == 200:
@@ -58,8 +75,7 @@ def serve(timeout: float = 300.0, env: dict | None = None) -> Iterator[str]:
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    log.seek(0)
-                    raise TimeoutError(f"app.py did not answer within {timeout:.0f} s:\n{log.read().decode()[-3000:]}")
+                    raise TimeoutError(f"app.py did not answer within {timeout:.0f} s:\n{url.log()[-3000:]}")
                 time.sleep(0.5)
             yield url
         finally:

@@ -100,7 +100,7 @@ def test_world_is_hidden_and_explained_when_weights_are_missing(tmp_path, clean_
     clean_env.setenv("UNITE_SD15_SIZE", "500")
     with pytest.warns(UserWarning, match="multiple of 64"):
         assert studio.available_worlds() == ["cartoon-faces"]
-    with pytest.raises(ValueError, match="multiple of 64"):
+    with pytest.raises(world_mod.WorldLoadError, match="sd15 could not be loaded .*multiple of 64"):
         world_mod.get_world("sd15")
 
 

@@ -4,6 +4,8 @@ the experts read (seg one-hot, sketch strokes, caption embedding)."""
 from __future__ import annotations
 
 import difflib
+import unicodedata
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +75,35 @@ class ConditionError(ValueError):
     """A user input that cannot be used; the message names the input and what is accepted."""
 
 
+def _open_header(source, what: str) -> Image.Image:
+    """Open an image file, reading its header only (the pixels are decoded by .load()). PIL's own
+    decompression-bomb warning is left to our size check."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except FileNotFoundError:
+        raise ConditionError(f"{what}: file not found: {source}") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ConditionError(f"{what}: cannot read the image ({e}); accepted: PNG, JPEG, WebP, BMP") from None
+
+
+def _check_size(img: Image.Image, what: str) -> None:
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ConditionError(f"{what}: the image is empty ({w}x{h})")
+    if max(w, h) > MAX_SIDE:
+        raise ConditionError(f"{what}: the image is {w}x{h}; at most {MAX_SIDE}x{MAX_SIDE} is accepted")
+
+
+def check_image_file(path, what: str) -> None:
+    """An uploaded file, checked from its header before anything decodes it (the page's canvases
+    are decoded by gradio before they reach open_image): readable as an image, not empty, at most
+    MAX_SIDE on a side. ConditionError otherwise."""
+    with _open_header(path, what) as img:
+        _check_size(img, what)
+
+
 def open_image(source, what: str) -> Image.Image:
     """A path, bytes-like file, PIL image or (H,W[,C]) array -> PIL image, refusing unreadable,
     empty and oversized images before decoding them whole."""
@@ -88,17 +119,8 @@ def open_image(source, what: str) -> Image.Image:
             arr = arr.clip(0, 255).astype(np.uint8)
         img = Image.fromarray(arr)
     else:
-        try:
-            img = Image.open(source)
-        except FileNotFoundError:
-            raise ConditionError(f"{what}: file not found: {source}") from None
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise ConditionError(f"{what}: cannot read the image ({e}); accepted: PNG, JPEG, WebP, BMP") from None
-    w, h = img.size
-    if w < 1 or h < 1:
-        raise ConditionError(f"{what}: the image is empty ({w}x{h})")
-    if max(w, h) > MAX_SIDE:
-        raise ConditionError(f"{what}: the image is {w}x{h}; at most {MAX_SIDE}x{MAX_SIDE} is accepted")
+        img = _open_header(source, what)
+    _check_size(img, what)
     try:
         img.load()
     except (OSError, ValueError, SyntaxError) as e:
@@ -177,11 +199,13 @@ def sketch_from_image(source, size: int) -> np.ndarray:
 
 
 def check_text(text) -> str | None:
-    """A caption: stripped; empty -> None (text off); too long or not text -> ConditionError."""
+    """A caption: stripped of control characters and extra spaces; empty -> None (text off); too long
+    or not text -> ConditionError. Any script is taken (the text encoder reads what it knows)."""
     if text is None:
         return None
     if not isinstance(text, str):
         raise ConditionError(f"text: expected a string, got {type(text).__name__}")
+    text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")  # no control characters
     text = " ".join(text.split())
     if len(text) > MAX_TEXT_CHARS:
         raise ConditionError(f"text: {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted")
@@ -215,10 +239,12 @@ def check_class(value, names: tuple[str, ...]) -> int | None:
 
 
 def check_number(name: str, value, lo: float, hi: float) -> float:
-    """A finite number in [lo, hi], or ConditionError naming it."""
+    """A finite number in [lo, hi], or ConditionError naming it (True/False are not numbers here)."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}") from None
     if not np.isfinite(v) or not lo <= v <= hi:
         raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}")

@@ -223,7 +223,7 @@ def _load_net(cls, spec: str, subfolder: str | None, config: PretrainedConfig, d
     key = (cls.__name__, spec, subfolder, str(device), str(dtype))
     net = _NETS.get(key)
     if net is None:
-        kwargs: dict[str, Any] = {"local_files_only": not config.download}
+        kwargs: dict[str, Any] = {"local_files_only": not config.download, "use_safetensors": True}  # no pickles
         if subfolder:
             kwargs["subfolder"] = subfolder
         kwargs["dtype" if cls.__module__.startswith("transformers") else "torch_dtype"] = dtype

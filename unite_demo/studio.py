@@ -117,7 +117,7 @@ class WorldPage:
 
 def world_page(name: str) -> WorldPage:
     """The page's widgets for world `name` (loaded and warmed up here, once per process).
-    Raises ConditionError for a world that is not offered; sd15.WeightsMissing when its weights went away."""
+    Raises ConditionError for a world that is not offered or whose weights are gone or damaged."""
     if name not in available_worlds():
         raise ConditionError(f"world: unknown world {name!r}; accepted: {', '.join(available_worlds())}")
     world = load_world(name)
@@ -294,7 +294,10 @@ def serve_setup() -> None:
 def load_world(name: str = BUILTIN) -> World:
     """The world, loaded once per process and warmed up once (the page may ask for it from two events
     at once: picking a world both switches the widgets and resets the painter)."""
-    world = get_world(name)
+    try:
+        world = get_world(name)
+    except OSError as e:  # sd15.WeightsMissing, world.WorldLoadError: said on the page, the other worlds go on
+        raise ConditionError(f"world: {e}; the other worlds still work") from e
     with _WARM_LOCKS.setdefault(name, threading.Lock()):
         _warm(name)
     return world

