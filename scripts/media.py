@@ -1,7 +1,7 @@
 """The studio seen from outside: start the page (`python app.py`) on a free port, drive it in headless
 Chromium with Playwright, and make the README's media from it.
 
-    python scripts/media.py              # docs/screenshot.png (the page after a run) and docs/denoising.gif
+    python scripts/media.py   # docs/screenshot.png (the page after a run), docs/denoising.gif, docs/freehand.png
 
 The helpers here (serve, chromium, StudioPage) are shared by scripts/measure_ui.py and the tests.
 Chromium is Debian's /usr/bin/chromium (scripts/test.sh installs it); never `playwright install`.
@@ -20,6 +20,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -194,6 +196,50 @@ class StudioPage:
         r, g, b = rgb
         self.page.locator(f"{editor} button.color[style*='rgb({r}, {g}, {b})']").click()
 
+    def fill_ellipse(self, editor: str, cx: float, cy: float, rx: float, ry: float, top_only: bool = False,
+                     brush: float = 0.06) -> None:
+        """Paint a filled ellipse (fractions of the canvas) as a person does: one zig-zag stroke of the
+        brush (`brush`: its radius) over the inside; top_only paints the upper half (a hair cap)."""
+        rx, ry = rx - brush, ry - brush
+        bottom = cy if top_only else cy + ry
+        rows = max(2, int(np.ceil((bottom - (cy - ry)) / (1.5 * brush))) + 1)
+        points = []
+        for i, y in enumerate(np.linspace(cy - ry, bottom, rows)):
+            half = rx * np.sqrt(max(0.0, 1 - ((y - cy) / ry) ** 2))
+            ends = [(cx - half, y), (cx + half, y)]
+            points += ends if i % 2 == 0 else ends[::-1]
+        self.stroke(editor, points)
+
+    def paint_face(self, face: dict) -> None:
+        """From a blank map and an empty sketch: paint the face's map with the palette brush (hair cap,
+        skin ellipse, two eyes, a mouth) and sketch its outline, eyes and mouth. `face`: cx, cy, r
+        (half-width) as fractions of the canvas, and hair (bool)."""
+        from unite_demo.faces import PALETTE_RGB
+
+        colour = {k: tuple(int(c) for c in PALETTE_RGB[k]) for k in range(len(PALETTE_RGB))}
+        cx, cy, r = face["cx"], face["cy"], face["r"]
+        self.page.get_by_role("button", name="Start from a blank map").click()
+        self.page.wait_for_timeout(500)
+        if face.get("hair", True):
+            self.pick_colour(colour[2])
+            self.fill_ellipse("#seg-painter", cx, cy - 0.25 * r, 1.15 * r, 1.1 * r, top_only=True)
+        self.pick_colour(colour[1])
+        self.fill_ellipse("#seg-painter", cx, cy + 0.05 * r, r, 1.2 * r)
+        self.pick_colour(colour[3])
+        for sx in (-1, 1):
+            self.stroke("#seg-painter", [(cx + sx * 0.42 * r, cy - 0.05 * r), (cx + sx * 0.42 * r + 0.01, cy - 0.05 * r)])
+        self.pick_colour(colour[5])
+        self.stroke("#seg-painter", [(cx - 0.3 * r, cy + 0.6 * r), (cx, cy + 0.68 * r), (cx + 0.3 * r, cy + 0.6 * r)])
+        self.page.locator("#sketch-canvas button[aria-label='Clear canvas']").click()
+        self.page.wait_for_timeout(500)
+        t = np.linspace(0, 2 * np.pi, 25)
+        self.stroke("#sketch-canvas", list(zip(cx + r * np.cos(t), cy + 0.05 * r + 1.2 * r * np.sin(t))))
+        for sx in (-1, 1):
+            e = np.linspace(0, 2 * np.pi, 10)
+            self.stroke("#sketch-canvas", list(zip(cx + sx * 0.42 * r + 0.12 * r * np.cos(e),
+                                                   cy - 0.05 * r + 0.1 * r * np.sin(e))))
+        self.stroke("#sketch-canvas", [(cx - 0.3 * r, cy + 0.6 * r), (cx, cy + 0.68 * r), (cx + 0.3 * r, cy + 0.6 * r)])
+
     def nudge_slider(self, elem_id: str, presses: int) -> str:
         """Move a slider with the keyboard (arrow keys); returns the value it shows."""
         handle = self.page.locator(f"#{elem_id} input[type=range]")
@@ -238,6 +284,57 @@ class StudioPage:
                 "status": rec["lines"][-1]["text"] if rec["lines"] else ""}
 
 
+# Faces a visitor paints from a blank map (StudioPage.paint_face): centre and half-width as fractions
+# of the canvas, off-centre, small and large, with and without hair, and the caption typed beside them.
+FREEHAND = (
+    {"cx": 0.62, "cy": 0.40, "r": 0.20, "caption": "a smiling person with short red hair and green eyes on a blue background"},
+    {"cx": 0.36, "cy": 0.56, "r": 0.15, "caption": "a woman with long blonde hair on a pink background"},
+    {"cx": 0.50, "cy": 0.52, "r": 0.30, "hair": False, "caption": "a bald man with dark skin, yellow background"},
+    {"cx": 0.30, "cy": 0.34, "r": 0.13, "caption": "blue hair, purple eyes, orange backdrop"},
+    {"cx": 0.64, "cy": 0.60, "r": 0.24, "caption": "grey hair and glasses, white background"},
+    {"cx": 0.45, "cy": 0.45, "r": 0.22, "caption": "black curly hair, brown skin, surprised, green background"},
+)
+
+
+def shown_image(page, elem_id: str):
+    """The image an output component shows, as the browser fetched it: (H,W,3) uint8."""
+    import io
+
+    from PIL import Image
+
+    src = page.locator(f"#{elem_id} img").get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def make_freehand(url: str, out: Path) -> Path:
+    """Each FREEHAND face painted in the page from a blank map, run with the page's defaults: a row of
+    (map and sketch as the experts received them, the result) per face, the caption under it."""
+    from PIL import Image, ImageDraw
+
+    tiles = []
+    with chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        sp = StudioPage(page, url).open()
+        for face in FREEHAND:
+            sp.paint_face(face)
+            page.locator("#caption textarea").fill(face["caption"])
+            sp.run_and_time()
+            tiles.append([Image.fromarray(shown_image(page, e)).resize((160, 160), Image.Resampling.NEAREST)
+                          for e in ("cond-seg", "cond-sketch", "result")])
+    cols, w, h = 2, 3 * 160 + 20, 160 + 40
+    sheet = Image.new("RGB", (cols * w + 10, (len(tiles) + cols - 1) // cols * h + 10), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (row, face) in enumerate(zip(tiles, FREEHAND)):
+        x0, y0 = 10 + (k % cols) * w, 10 + (k // cols) * h
+        for j, tile in enumerate(row):
+            sheet.paste(tile, (x0 + j * 162, y0))
+        caption = face["caption"] if len(face["caption"]) <= 75 else face["caption"][:72] + "..."
+        draw.text((x0, y0 + 166), caption, fill="black")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
 def make_screenshot(url: str, out: Path) -> dict:
     """The page after one run with its default inputs (example 0)."""
     with chromium() as browser:
@@ -280,10 +377,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "screenshot.png")
     ap.add_argument("--animation", type=Path, default=ROOT / "docs" / "denoising.gif")
+    ap.add_argument("--freehand", type=Path, default=ROOT / "docs" / "freehand.png")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     print(f"wrote {make_animation(args.animation)}")
     with serve() as url:
+        print(f"wrote {make_freehand(url, args.freehand)}")
         timing = make_screenshot(url, args.screenshot)
     print(f"wrote {args.screenshot} (run: first preview {timing['first_preview_s']:.2f} s, "
           f"final {timing['final_s']:.2f} s)")

@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
 
 def _run(tiny, out, *extra):
     root, experts, judges = tiny
-    return evaluate.main(["--n", "4", "--steps", "2", "--seeds", "0", "1", "--sweep-points", "0", "3",
+    return evaluate.main(["--n", "4", "--drawn-n", "3", "--steps", "2", "--seeds", "0", "1", "--sweep-points", "0", "3",
                           "--fd-reference", "16", "--batch", "3", "--faces-dir", str(experts),
                           "--metrics-dir", str(judges), "--out", str(root / out), "--quiet", *extra])
 
@@ -60,7 +60,9 @@ def test_small_evaluation_writes_table_json_and_sweep_and_is_deterministic(tiny)
     md = (root / "a" / "eval.md").read_text()
     assert "N = 4 held-out faces" in md and "2 dpmpp steps" in md and "Hardware:" in md and "Runtime:" in md
     assert "| row | seg mIoU ↑ | sketch F1 ↑ | text acc ↑ | mean ↑ | FD ↓ |" in md
-    assert md.count("\n| ") == 2 + len(ROWS) + 1 + 2 + 4  # table head, rows, real faces; sweep head, 4 points
+    # Held-out: table head, rows, real faces; drawn: table head, rows; sweep head, 4 points.
+    assert md.count("\n| ") == 2 + len(ROWS) + 1 + 2 + len(ROWS) + 2 + 4
+    assert "N = 3 hand-made inputs" in md and md.count("Mean consistency of the product") == 2
     assert "python -m unite_demo.evaluate --n 4" in md and "Suggested default reliabilities" in md
     assert (root / "a" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -83,6 +85,10 @@ def test_small_evaluation_writes_table_json_and_sweep_and_is_deterministic(tiny)
     assert best["reliability"] in [p["reliability"] for c in sweep["curves"].values() for p in c]
     assert best["mean_consistency"] == max(p["mean"] for c in sweep["curves"].values() for p in c)
     assert 0 <= data["real"]["mean"] <= 1 and set(data["claim"]) >= {"holds", "beats_every_single"}
+    drawn = data["drawn"]
+    assert drawn["n"] == 3 and set(drawn["rows"]) == ROWS and set(drawn["claim"]["modality_shares"]) == {
+        "seg", "sketch", "text"}
+    assert drawn["rows"]["seg"]["metrics"] != data["rows"]["seg"]["metrics"]  # other inputs, other scores
     assert res["rows"]["seg"]["metrics"] == data["rows"]["seg"]["metrics"]
     fd = data["rows"]["uncond"]["metrics"]["fd"]["per_seed"]
     assert fd[0] != fd[1]  # another seed, other samples
@@ -90,24 +96,40 @@ def test_small_evaluation_writes_table_json_and_sweep_and_is_deterministic(tiny)
     again = _run(tiny, "b")
     for key in ROWS:
         assert again["rows"][key]["metrics"] == res["rows"][key]["metrics"], key
+        assert again["drawn"]["rows"][key]["metrics"] == res["drawn"]["rows"][key]["metrics"], key
     assert again["sweep"]["curves"] == res["sweep"]["curves"]
 
 
-def _rows(means: dict, spread: float = 0.01) -> dict:
-    return {k: {"metrics": {"mean": {"mean": v, "spread": spread}}} for k, v in means.items()}
+def _rows(means: dict, spread: float = 0.01, modality: float = 0.8, poe_modality: float = 0.8) -> dict:
+    rows = {}
+    for k, v in means.items():
+        metrics = {"mean": {"mean": v, "spread": spread}}
+        for m in ("seg", "sketch", "text"):
+            metrics[m] = {"mean": poe_modality if k == "poe_default" else modality}
+        rows[k] = {"metrics": metrics}
+    return rows
 
 
-def test_claim_needs_every_single_expert_beaten_and_90_percent_of_joint():
-    ok = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.6, "text": 0.4, "poe_default": 0.7, "joint": 0.75}))
-    assert ok["holds"] and ok["beats_every_single"] and ok["share_of_joint"] == pytest.approx(0.7 / 0.75)
-    assert ok["margin_over_best_single"] == pytest.approx(0.1) and ok["margin_exceeds_seed_spread"]
-    close = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.69, "text": 0.4, "poe_default": 0.7, "joint": 0.75}))
+def test_claim_needs_every_single_expert_beaten_and_95_percent_of_joint():
+    ok = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.6, "text": 0.4, "poe_default": 0.72, "joint": 0.75}))
+    assert ok["holds"] and ok["beats_every_single"] and ok["share_of_joint"] == pytest.approx(0.72 / 0.75)
+    assert ok["margin_over_best_single"] == pytest.approx(0.12) and ok["margin_exceeds_seed_spread"]
+    close = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.71, "text": 0.4, "poe_default": 0.72, "joint": 0.75}))
     assert close["holds"] and not close["margin_exceeds_seed_spread"]  # 0.01 ahead, seeds spread 0.02
-    below_single = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.72, "text": 0.4, "poe_default": 0.7, "joint": 0.75}))
+    below_single = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.73, "text": 0.4, "poe_default": 0.72,
+                                         "joint": 0.75}))
     assert not below_single["holds"] and not below_single["beats_every_single"]
-    far_from_joint = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.6, "text": 0.4, "poe_default": 0.65,
-                                           "joint": 0.8}))
+    far_from_joint = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.6, "text": 0.4, "poe_default": 0.7,
+                                           "joint": 0.75}))  # 93% of the joint model
     assert far_from_joint["beats_every_single"] and not far_from_joint["holds"]
+
+
+def test_claim_compares_each_consistency_with_that_modalitys_expert():
+    kept = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.6, "text": 0.4, "poe_default": 0.7}, poe_modality=0.77))
+    assert kept["modality_shares"] == {k: pytest.approx(0.77 / 0.8) for k in ("seg", "sketch", "text")}
+    assert kept["keeps_each_modality"] and kept["holds"]  # no joint row: nothing to reach
+    lost = evaluate.claim(_rows({"seg": 0.5, "sketch": 0.6, "text": 0.4, "poe_default": 0.7}, poe_modality=0.75))
+    assert not lost["keeps_each_modality"]  # 94% of the modality's expert
 
 
 def test_spread_is_half_the_range_across_seeds():

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 from unite_demo.conditions import to_uint8
-from unite_demo.examples import load_examples
-from unite_demo.faces import HAIR_RGB, SPLITS, make_face
+from unite_demo.examples import EXAMPLE_SEEDS, load_examples
+from unite_demo.faces import DATA_VERSION, HAIR_RGB, SPLITS, make_face
 from unite_demo.model import read_metadata
 from unite_demo.world import FACES_DIR, get_world
 
@@ -23,6 +23,7 @@ def test_shipped_weights_are_self_describing_with_disjoint_splits(world):
         config = json.loads(read_metadata(FACES_DIR / f"{name}.safetensors")["config"])
         extra = config["extra"]
         assert extra["expert"] == name and extra["steps"] > 0 and extra["wall_minutes"] > 0
+        assert extra["data_version"] == DATA_VERSION and extra["augment"]  # trained on faces as people draw them
         splits.add(extra["split"])
         assert (FACES_DIR / f"{name}.md").exists() and (FACES_DIR / f"{name}_samples.png").exists()
     assert len(splits) == 4
@@ -47,13 +48,26 @@ def test_the_text_expert_reads_what_a_caption_says(world):
     assert world.read_caption(None) == {}
 
 
+@pytest.mark.parametrize("caption, expected", [
+    ("a person with short red hair and green eyes on a blue background",
+     {"hair_colour": "red", "hair_style": "short", "eye_colour": "green", "background": "sky blue"}),
+    ("blond guy, tanned skin, no glasses, light blue backdrop",
+     {"hair_colour": "blonde", "skin_tone": "tan", "glasses": "no", "background": "sky blue"}),
+    ("a grinning lady with ginger hair and freckles", {"hair_colour": "red", "expression": "smiling"}),
+])
+def test_the_text_expert_reads_captions_in_the_words_people_use(world, caption, expected):
+    """Synonyms, other sentence shapes and details the world does not draw (freckles)."""
+    reading = {k: v for k, (v, _) in world.read_caption(caption).items()}
+    assert reading == expected, reading
+
+
 def test_three_experts_make_a_face_that_follows_the_map(world):
     """Example 0 through all three experts: the painted regions come out in the right places."""
     ex = load_examples()[0]
     req = world.request(seg=ex.seg, sketch=ex.sketch, text=ex.text)
     img = _final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=0)
     assert np.isfinite(img).all() and img.std() > 20
-    face = make_face(SPLITS["heldout"].start + 0)  # example 0 is held-out face 0
+    face = make_face(SPLITS["heldout"].start + EXAMPLE_SEEDS[0])  # example 0 is this held-out face
     assert np.array_equal(req.seg, face.seg)
     means = {k: _region_mean(img, req.seg == k) for k in (0, 1, 2)}  # background, skin, hair
     # Each region is far more uniform inside than the regions are apart.
@@ -66,7 +80,7 @@ def test_three_experts_make_a_face_that_follows_the_map(world):
 def test_product_follows_the_caption_hair_colour(world):
     ex = load_examples()[0]
     req = world.request(seg=ex.seg, sketch=ex.sketch, text=ex.text)
-    face = make_face(SPLITS["heldout"].start + 0)
+    face = make_face(SPLITS["heldout"].start + EXAMPLE_SEEDS[0])
     hair = np.mean([_region_mean(_final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=s), req.seg == 2)
                     for s in range(3)], axis=0)
     target = np.array(HAIR_RGB[face.attributes["hair_colour"]])

@@ -4,6 +4,7 @@ segmentation map, sketch and caption, and the one palette every other module use
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,17 @@ BACKGROUND_RGB = {"white": (245, 245, 245), "yellow": (250, 225, 80), "pink": (2
 LIPS_RGB = (170, 40, 50)
 FRAME_RGB = (20, 20, 25)
 
+DATA_VERSION = 2  # 1: centred upright faces of one size; 2: positions, sizes, tilts, shapes and parts vary
+
+# Layout ranges at 32 px (data version 2): where and how big people draw a face.
+FACE_CENTRE = (0.2, 0.8)  # centre anywhere in the middle 60% of the frame (fraction of the side)
+FACE_SCALE = (0.55, 1.3)  # face size against version 1's (rx 8.5..10.5 px)
+FACE_ASPECT = (1.0, 1.45)  # ry / rx: round to long
+FACE_TILT = 20.0  # degrees either way
+HAIR_SHAPES = {"short": ("crop", "side parting", "receding", "spiky"), "long": ("straight", "bob", "ponytail"),
+               "curly": ("ringlets", "afro"), "bald": ("bald",)}
+P_NO_BROWS, P_NO_MOUTH = 0.15, 0.06
+
 SUPERSAMPLE = 4  # draw at 4x the output size, then downsample for clean edges
 
 # Disjoint seed ranges: each expert trains on its own faces (the paper's unpaired setting).
@@ -74,6 +86,11 @@ class Face:
     attributes: dict[str, str]
     mentioned: tuple[str, ...] = field(default=())
 
+    @property
+    def edges(self) -> np.ndarray:
+        """The strokes an output's edges are scored against: the sketch itself (one pixel wide)."""
+        return self.sketch
+
 
 def seg_to_rgb(seg: np.ndarray) -> np.ndarray:
     """Class-id map (H,W) -> palette colours (H,W,3)."""
@@ -96,67 +113,135 @@ def _ellipse(draw: ImageDraw.ImageDraw, cx: float, cy: float, rx: float, ry: flo
         draw.ellipse(box, fill=fill)
 
 
-def _draw_layout(attrs: dict[str, str], rng: random.Random, big: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw the class-id map at the supersampled size; also return an iris mask."""
-    u = big / 32.0  # layout unit: one output pixel at 32x32
-    labels = Image.new("L", (big, big), 0)
-    d = ImageDraw.Draw(labels)
-    cx = big / 2 + rng.uniform(-1.5, 1.5) * u
-    cy = big / 2 + rng.uniform(-0.5, 1.5) * u
-    rx = rng.uniform(8.5, 10.5) * u
-    ry = rng.uniform(10.5, 12.5) * u
-    style = attrs["hair_style"]
+def _draw_hair(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, rx: float, ry: float, u: float,
+               rng: random.Random, bottom: float) -> None:
+    """The hair behind the face (class 2), one of HAIR_SHAPES."""
     hair = 2
-    if style == "long":
-        d.rectangle([cx - rx - 2.5 * u, cy - ry * 0.4, cx + rx + 2.5 * u, big], fill=hair)
-        _ellipse(d, cx, cy - ry * 0.35, rx + 2.5 * u, ry * 0.85, hair)
-    elif style == "short":
-        _ellipse(d, cx, cy - ry * 0.3, rx + 1.2 * u, ry * 0.85, hair)
-    elif style == "curly":
-        for k in range(11):
-            ang = np.pi * (0.95 + k * 1.1 / 10)
-            px = cx + (rx + 0.5 * u) * np.cos(ang)
-            py = cy - ry * 0.25 + (ry * 0.85) * np.sin(ang)
-            _ellipse(d, px, py, 3.3 * u, 3.3 * u, hair)
+    if shape in ("straight", "bob", "ponytail"):
+        end = bottom if shape == "straight" else cy + ry * rng.uniform(0.35, 0.7)
+        if shape != "ponytail":
+            d.rectangle([cx - rx - 2.5 * u, cy - ry * 0.4, cx + rx + 2.5 * u, end], fill=hair)
+        else:
+            side = rng.choice((-1, 1))
+            _ellipse(d, cx + side * (rx + 1.5 * u), cy + ry * 0.2, 2.2 * u, ry * 0.75, hair)
+        _ellipse(d, cx, cy - ry * 0.35, rx + rng.uniform(1.0, 2.5) * u, ry * 0.85, hair)
+    elif shape in ("crop", "side parting", "receding", "spiky"):
+        _ellipse(d, cx, cy - ry * rng.uniform(0.25, 0.35), rx + rng.uniform(0.6, 1.6) * u, ry * 0.85, hair)
+        if shape == "spiky":
+            for k in range(rng.randint(4, 7)):
+                ang = np.pi * (1.1 + 0.8 * k / 6)
+                bx, by = cx + rx * np.cos(ang), cy - ry * 0.3 + ry * 0.85 * np.sin(ang)
+                tip = (cx + (rx + 3.5 * u) * np.cos(ang), cy - ry * 0.3 + (ry * 0.85 + 3.5 * u) * np.sin(ang))
+                d.polygon([(bx - 2 * u, by), tip, (bx + 2 * u, by)], fill=hair)
+    elif shape in ("ringlets", "afro"):
+        n, r, out = (11, 3.3, 0.5) if shape == "ringlets" else (14, 4.2, 2.0)
+        for k in range(n):
+            ang = np.pi * (0.95 + k * 1.1 / (n - 1))
+            px = cx + (rx + out * u) * np.cos(ang)
+            py = cy - ry * 0.25 + (ry * 0.85 + (out - 0.5) * u) * np.sin(ang)
+            _ellipse(d, px, py, r * u, r * u, hair)
+
+
+def _draw_fringe(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, rx: float, ry: float,
+                 rng: random.Random) -> None:
+    """Hair over the top of the forehead, drawn over the face."""
+    if shape in ("crop", "spiky", "ringlets", "afro"):
+        d.chord([cx - rx, cy - ry, cx + rx, cy - ry * rng.uniform(0.0, 0.2)], 180, 360, fill=2)
+    elif shape == "side parting":
+        side = rng.choice((-1, 1))
+        d.chord([cx - rx, cy - ry, cx + rx, cy - ry * 0.1], 180, 360, fill=2)
+        d.polygon([(cx + side * rx * 0.1, cy - ry * 0.55), (cx - side * rx, cy - ry * 0.6),
+                   (cx - side * rx, cy - ry * 0.05)], fill=2)
+    elif shape == "receding":
+        d.chord([cx - rx, cy - ry, cx + rx, cy - ry * 0.55], 180, 360, fill=2)
+    elif shape in ("straight", "bob", "ponytail"):
+        d.chord([cx - rx, cy - ry, cx + rx, cy - ry * rng.uniform(0.1, 0.3)], 180, 360, fill=2)
+
+
+def _draw_layout(attrs: dict[str, str], rng: random.Random, big: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Draw the class-id map at the supersampled size; also return an iris mask and whether a mouth
+    was drawn (people leave parts out; the generator does too). The face is drawn
+    upright on a canvas twice the frame's size, then turned by its tilt and cut to the frame, so the
+    frame's edge may cut it anywhere."""
+    u = big / 32.0  # layout unit: one output pixel at 32x32
+    pad = big // 2
+    canvas = big + 2 * pad
+    labels = Image.new("L", (canvas, canvas), 0)
+    d = ImageDraw.Draw(labels)
+    cx = pad + rng.uniform(*FACE_CENTRE) * big
+    cy = pad + rng.uniform(*FACE_CENTRE) * big
+    scale = rng.uniform(*FACE_SCALE)
+    rx = rng.uniform(8.0, 10.5) * scale * u
+    ry = rx * rng.uniform(*FACE_ASPECT)
+    feature = scale ** 0.7  # eyes, brows and mouth shrink less than the face
+    shape = rng.choice(HAIR_SHAPES[attrs["hair_style"]])
+    neck = canvas if rng.random() < 0.3 else cy + ry * rng.uniform(0.9, 1.5)
+    _draw_hair(d, shape, cx, cy, rx, ry, u, rng, bottom=max(neck, cy + ry * 1.1))
     # Face (skin) and neck.
-    d.rectangle([cx - rx * 0.35, cy + ry * 0.5, cx + rx * 0.35, big], fill=1)
+    d.rectangle([cx - rx * 0.35, cy + ry * 0.5, cx + rx * 0.35, neck], fill=1)
     _ellipse(d, cx, cy, rx, ry, 1)
-    if style in ("short", "curly"):
-        # Fringe: hair over the top of the forehead.
-        d.chord([cx - rx, cy - ry, cx + rx, cy - ry * 0.1], 180, 360, fill=hair)
-    elif style == "long":
-        d.chord([cx - rx, cy - ry, cx + rx, cy - ry * 0.2], 180, 360, fill=hair)
+    _draw_fringe(d, shape, cx, cy, rx, ry, rng)
     if attrs["beard"] == "yes":
-        d.chord([cx - rx, cy - ry * 0.25, cx + rx, cy + ry], 0, 180, fill=7)
-    eye_dx = rx * rng.uniform(0.38, 0.46)
-    eye_y = cy + ry * rng.uniform(-0.05, 0.08)
-    erx, ery = 2.4 * u, 1.9 * u
+        if rng.random() < 0.7:
+            d.chord([cx - rx, cy - ry * rng.uniform(0.1, 0.35), cx + rx, cy + ry], 0, 180, fill=7)
+        else:  # chin beard
+            _ellipse(d, cx, cy + ry * 0.75, rx * 0.55, ry * 0.3, 7)
+    eye_dx = rx * rng.uniform(0.3, 0.5)
+    eye_y = cy + ry * rng.uniform(-0.12, 0.1)
+    erx = rng.uniform(1.7, 2.8) * feature * u
+    ery = erx * rng.uniform(0.65, 1.0)
     if attrs["glasses"] == "yes":
+        rim = max(1, int(1.1 * u))
+        square = rng.random() < 0.4
         for sx in (-1, 1):
-            _ellipse(d, cx + sx * eye_dx, eye_y, erx + 1.6 * u, ery + 1.6 * u, 6, width=int(1.1 * u))
-        d.line([cx - eye_dx + erx + 1.2 * u, eye_y, cx + eye_dx - erx - 1.2 * u, eye_y], fill=6,
-               width=int(1.0 * u))
-    iris = Image.new("L", (big, big), 0)
+            box = [cx + sx * eye_dx - erx - 1.6 * u, eye_y - ery - 1.6 * u,
+                   cx + sx * eye_dx + erx + 1.6 * u, eye_y + ery + 1.6 * u]
+            if square:
+                d.rounded_rectangle(box, radius=1.2 * u, outline=6, width=rim)
+            else:
+                d.ellipse(box, outline=6, width=rim)
+        d.line([cx - eye_dx + erx + 1.2 * u, eye_y, cx + eye_dx - erx - 1.2 * u, eye_y], fill=6, width=rim)
+    iris = Image.new("L", (canvas, canvas), 0)
     di = ImageDraw.Draw(iris)
+    brows = rng.random() >= P_NO_BROWS
+    brow_shape = rng.choice(("straight", "arched", "angled"))
+    brow_w = max(1, int(rng.uniform(1.3, 2.0) * feature * u))
     for sx in (-1, 1):
         ex = cx + sx * eye_dx
         _ellipse(d, ex, eye_y, erx, ery, 3)
-        _ellipse(di, ex + rng.uniform(-0.3, 0.3) * u, eye_y, 1.35 * u, 1.5 * u, 1)
-        by = eye_y - ery - (2.6 if attrs["glasses"] == "yes" else 1.6) * u
+        ir = min(erx, ery) * rng.uniform(0.6, 0.8)
+        _ellipse(di, ex + rng.uniform(-0.3, 0.3) * u, eye_y, ir, ir * 1.1, 1)
+        if not brows:
+            continue
+        by = eye_y - ery - (2.6 if attrs["glasses"] == "yes" else rng.uniform(1.2, 2.2)) * u
+        half = erx * rng.uniform(0.9, 1.2)
         tilt = rng.uniform(-0.6, 0.6) * u
-        d.line([ex - 2.4 * u, by + sx * tilt, ex + 2.4 * u, by - sx * tilt], fill=4, width=int(1.7 * u))
-    my = cy + ry * rng.uniform(0.45, 0.55)
-    mw = rx * rng.uniform(0.35, 0.5)
+        if brow_shape == "straight":
+            points = [(ex - half, by + sx * tilt), (ex + half, by - sx * tilt)]
+        elif brow_shape == "arched":
+            points = [(ex - half, by + 0.6 * u), (ex, by - 0.6 * u), (ex + half, by + 0.6 * u)]
+        else:
+            points = [(ex - sx * half, by + 0.8 * u), (ex + sx * half * 0.3, by - 0.5 * u), (ex + sx * half, by)]
+        d.line(points, fill=4, width=brow_w, joint="curve")
+    my = cy + ry * rng.uniform(0.4, 0.6)
+    mw = rx * rng.uniform(0.3, 0.55)
     expression = attrs["expression"]
-    if expression == "smiling":
-        d.chord([cx - mw, my - 2.5 * u, cx + mw, my + 2.0 * u], 0, 180, fill=5)
-    elif expression == "neutral":
-        d.rectangle([cx - mw * 0.8, my - 0.6 * u, cx + mw * 0.8, my + 0.6 * u], fill=5)
-    else:
-        _ellipse(d, cx, my, 1.6 * u, 2.0 * u, 5)
-    labels_np = np.asarray(labels)
-    iris_np = (np.asarray(iris) > 0) & (labels_np == 3)
-    return labels_np, iris_np
+    mouth = rng.random() >= P_NO_MOUTH
+    if mouth and expression == "smiling":
+        d.chord([cx - mw, my - rng.uniform(1.5, 3.0) * feature * u, cx + mw, my + 2.0 * feature * u], 0, 180, fill=5)
+    elif mouth and expression == "neutral":
+        h = rng.uniform(0.5, 0.8) * feature * u
+        d.rectangle([cx - mw * 0.8, my - h, cx + mw * 0.8, my + h], fill=5)
+    elif mouth:
+        mr = rng.uniform(1.3, 2.0) * feature * u
+        _ellipse(d, cx, my, mr, mr * rng.uniform(1.1, 1.4), 5)
+    tilt = rng.uniform(-FACE_TILT, FACE_TILT)
+    labels = labels.rotate(tilt, resample=Image.Resampling.NEAREST, center=(cx, cy))
+    iris = iris.rotate(tilt, resample=Image.Resampling.NEAREST, center=(cx, cy))
+    box = (pad, pad, pad + big, pad + big)
+    labels_np = np.asarray(labels.crop(box))
+    iris_np = (np.asarray(iris.crop(box)) > 0) & (labels_np == 3)
+    return labels_np, iris_np, mouth
 
 
 def _downsample_labels(labels: np.ndarray, size: int) -> np.ndarray:
@@ -176,10 +261,10 @@ def sketch_from_labels(seg: np.ndarray) -> np.ndarray:
     return np.where(edge, 255, 0).astype(np.uint8)
 
 
-def render(attrs: dict[str, str], rng: random.Random, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw a face with these attributes: (image, seg, sketch) at size x size."""
+def render(attrs: dict[str, str], rng: random.Random, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Draw a face with these attributes: (image, seg, sketch, whether it has a mouth) at size x size."""
     big = size * SUPERSAMPLE
-    labels, iris = _draw_layout(attrs, rng, big)
+    labels, iris, mouth = _draw_layout(attrs, rng, big)
     colours = np.zeros((NUM_CLASSES, 3), dtype=np.float32)
     colours[0] = BACKGROUND_RGB[attrs["background"]]
     colours[1] = SKIN_RGB[attrs["skin_tone"]]
@@ -194,56 +279,95 @@ def render(attrs: dict[str, str], rng: random.Random, size: int) -> tuple[np.nda
     img = np.clip(img, 0, 255).astype(np.uint8)
     image = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BOX))
     seg = _downsample_labels(labels, size)
-    return image, seg, sketch_from_labels(seg)
+    return image, seg, sketch_from_labels(seg), mouth
 
 
-_NOUNS = ("person", "face", "character", "cartoon person", "portrait")
+# Words people use for each attribute value (the first is the canonical one). Captions mix them,
+# so the text expert reads "blond", "ginger" or "a blue background" as the world's values.
+SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "hair_colour": {"black": ("black", "jet-black", "raven", "dark black"),
+                    "brown": ("brown", "chestnut", "brunette", "dark brown"),
+                    "blonde": ("blonde", "blond", "golden", "yellow", "fair"),
+                    "red": ("red", "ginger", "auburn", "copper", "orange-red"),
+                    "grey": ("grey", "gray", "silver", "white"),
+                    "blue": ("blue", "navy", "dyed blue", "bright blue")},
+    "hair_style": {"short": ("short", "cropped", "short-cut", "neat short"),
+                   "long": ("long", "flowing", "shoulder-length", "long straight"),
+                   "curly": ("curly", "wavy", "frizzy", "curled")},
+    "eye_colour": {"blue": ("blue", "light blue", "icy blue"), "green": ("green", "emerald", "jade"),
+                   "brown": ("brown", "hazel", "dark brown", "chocolate"), "purple": ("purple", "violet", "lilac")},
+    "skin_tone": {"pale": ("pale", "fair", "light", "porcelain"), "tan": ("tan", "tanned", "olive", "golden-brown"),
+                  "brown": ("brown", "medium brown", "caramel"), "dark": ("dark", "deep brown", "ebony", "very dark")},
+    "expression": {"smiling": ("smiling", "happy", "cheerful", "grinning", "joyful"),
+                   "neutral": ("serious", "neutral", "calm", "straight-faced", "expressionless"),
+                   "surprised": ("surprised", "astonished", "open-mouthed", "shocked", "amazed")},
+    "background": {"white": ("white", "plain white", "snow-white"), "yellow": ("yellow", "lemon", "bright yellow"),
+                   "pink": ("pink", "rose", "light pink"), "sky blue": ("sky blue", "blue", "light blue", "sky-blue"),
+                   "green": ("green", "lime", "grass-green"), "orange": ("orange", "tangerine", "amber")},
+}
+BALD_WORDS = ("a bald head", "no hair", "a shaved head", "a bald scalp")
+GLASSES_WORDS = (("no glasses", "no spectacles", "bare eyes"), ("glasses", "round glasses", "spectacles", "specs"))
+BEARD_WORDS = (("no beard", "a clean-shaven chin", "a smooth chin"), ("a beard", "a full beard", "a bushy beard"))
+# Things people mention that this world does not draw: captions carry them as noise.
+UNKNOWN_DETAILS = ("freckles", "earrings", "a scarf", "a big nose", "rosy cheeks", "a hat", "a necklace",
+                   "a tie", "dimples", "a mole")
+_NOUNS = ("person", "face", "character", "cartoon person", "portrait", "man", "woman", "kid", "guy", "lady")
 
 
-def caption_for(attrs: dict[str, str], rng: random.Random, mention_p: float = 0.85) -> tuple[str, tuple[str, ...]]:
-    """A caption in varied wording that mentions a random subset of the attributes."""
-    mentioned = [a for a in ATTRIBUTES if rng.random() < mention_p]
-    parts_hair = []
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def caption_for(attrs: dict[str, str], rng: random.Random, mention_p: float = 0.85,
+                unsaid: tuple[str, ...] = ()) -> tuple[str, tuple[str, ...]]:
+    """A caption in varied wording (synonyms, sentence shapes, details the world does not draw)
+    that mentions a random subset of the attributes, none of those in `unsaid`."""
+    mentioned = [a for a in ATTRIBUTES if a not in unsaid and rng.random() < mention_p]
+    word = {a: rng.choice(SYNONYMS[a][attrs[a]]) for a in SYNONYMS if attrs[a] in SYNONYMS[a]}
+    feats = []
     if "hair_style" in mentioned and attrs["hair_style"] == "bald":
-        hair = "a bald head"
+        feats.append(rng.choice(BALD_WORDS))
         if "hair_colour" in mentioned:
             mentioned.remove("hair_colour")
     else:
-        words = []
-        if "hair_style" in mentioned:
-            words.append(attrs["hair_style"])
-        if "hair_colour" in mentioned:
-            words.append(attrs["hair_colour"])
-        hair = f"{' '.join(words)} hair" if words else ""
-    if hair:
-        parts_hair.append(hair)
-    feats = list(parts_hair)
+        words = [word[a] for a in ("hair_style", "hair_colour") if a in mentioned]
+        if words:
+            feats.append(f"{' '.join(words)} hair")
     if "eye_colour" in mentioned:
-        feats.append(rng.choice(["{} eyes", "{} eyes", "eyes that are {}"]).format(attrs["eye_colour"]))
+        feats.append(rng.choice(["{} eyes", "{} eyes", "eyes that are {}"]).format(word["eye_colour"]))
     if "skin_tone" in mentioned:
-        feats.append(rng.choice(["{} skin", "a {} complexion"]).format(attrs["skin_tone"]))
+        feats.append(rng.choice(["{} skin", "a {} complexion"]).format(word["skin_tone"]))
     if "glasses" in mentioned:
-        feats.append(rng.choice(["glasses", "round glasses", "spectacles"]) if attrs["glasses"] == "yes"
-                     else rng.choice(["no glasses", "no spectacles"]))
+        feats.append(rng.choice(GLASSES_WORDS[attrs["glasses"] == "yes"]))
     if "beard" in mentioned:
-        feats.append(rng.choice(["a beard", "a full beard"]) if attrs["beard"] == "yes"
-                     else rng.choice(["no beard", "a clean-shaven chin"]))
+        feats.append(rng.choice(BEARD_WORDS[attrs["beard"] == "yes"]))
+    if rng.random() < 0.25:
+        feats.append(rng.choice(UNKNOWN_DETAILS))
     rng.shuffle(feats)
     subject = rng.choice(_NOUNS)
     if "expression" in mentioned:
-        subject = {"smiling": rng.choice(["smiling", "happy", "cheerful"]),
-                   "neutral": rng.choice(["serious", "neutral", "calm"]),
-                   "surprised": rng.choice(["surprised", "astonished", "open-mouthed"])}[attrs["expression"]] \
-            + " " + subject
+        subject = word["expression"] + " " + subject
     article = "an" if subject[0] in "aeiou" else "a"
-    text = f"{article} {subject}"
-    if feats:
-        text += " with " + (feats[0] if len(feats) == 1 else ", ".join(feats[:-1]) + " and " + feats[-1])
+    background = ""
     if "background" in mentioned:
-        text += rng.choice([" on a {} background", " in front of a {} wall", ", {} background"]).format(
-            attrs["background"]).replace(" a orange", " an orange")
+        background = rng.choice(["on a {} background", "in front of a {} wall", "{} background",
+                                 "against a {} backdrop"]).format(word["background"])
+    shape = rng.random()
+    if shape < 0.55 or not feats:
+        text = f"{article} {subject}" + (" with " + _join(feats) if feats else "")
+        text += (" " if background and not background[0].isalpha() or background.startswith(("on", "in", "against"))
+                 else ", ") + background if background else ""
+    elif shape < 0.75:
+        text = f"{article} {subject} who has {_join(feats)}" + (f", {background}" if background else "")
+    elif shape < 0.9:
+        text = ", ".join(feats + ([background] if background else [])) + f", {subject}"
+    else:
+        text = f"this {subject} has {_join(feats)}." + (f" {background}." if background else "")
     if rng.random() < 0.3:
-        text = rng.choice(["cartoon of ", "drawing of ", "picture of "]) + text
+        text = rng.choice(["cartoon of ", "drawing of ", "picture of ", "a sketch of ", "portrait: "]) + text
+    text = re.sub(r"\ba ([aeiou])", r"an \1", text)
+    if rng.random() < 0.2:
+        text = text[0].upper() + text[1:]
     return text, tuple(mentioned)
 
 
@@ -253,6 +377,7 @@ def make_face(seed: int, size: int = 32) -> Face:
         raise ValueError(f"face size must be a multiple of 8, got {size}")
     rng = random.Random(seed)
     attrs = sample_attributes(rng)
-    image, seg, sketch = render(attrs, rng, size)
-    caption, mentioned = caption_for(attrs, rng)
+    image, seg, sketch, mouth = render(attrs, rng, size)
+    # A face drawn without a mouth shows no expression: its caption does not name one.
+    caption, mentioned = caption_for(attrs, rng, unsaid=() if mouth else ("expression",))
     return Face(seed, image, seg, sketch, caption, attrs, mentioned)

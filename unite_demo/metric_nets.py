@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .conditions import image_tensor
-from .faces import ATTRIBUTES, CLASS_NAMES, NUM_CLASSES, SPLITS, make_face
+from .faces import ATTRIBUTES, CLASS_NAMES, DATA_VERSION, NUM_CLASSES, SPLITS, make_face
 from .metrics import attribute_accuracy, miou
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,6 +271,7 @@ def train(args) -> Path:
     config.extra = {
         "command": args.command,
         "split": f"faces.SPLITS['metrics']: seeds {pool[0].seed}..{pool[-1].seed}",
+        "data_version": DATA_VERSION,
         "steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed,
         "wall_minutes": round(seconds / 60, 1),
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",

@@ -19,7 +19,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,9 @@ from diffusers import DDPMScheduler
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .augment import drawn_sketch, rough_seg
 from .conditions import face_conditions, image_tensor
-from .faces import SPLITS, make_face
+from .faces import DATA_VERSION, SPLITS, make_face
 from .model import CAPTION_SLOTS, CaptionHead, FaceUNet, FaceUNetConfig, read_metadata, save_face_unet
 from .text import encode_captions
 
@@ -44,11 +45,17 @@ def make_scheduler(config: FaceUNetConfig) -> DDPMScheduler:
                          prediction_type=config.prediction_type)
 
 
-def batch_for_step(expert: str, seed: int, step: int, batch: int, size: int, p_drop: float):
-    """The batch of step `step`: faces from the expert's split, then condition dropout per row."""
+def batch_for_step(expert: str, seed: int, step: int, batch: int, size: int, p_drop: float, augment: bool = True):
+    """The batch of step `step`: faces from the expert's split, each expert's own conditions as
+    people make them (augment.rough_seg / drawn_sketch; captions vary in faces.caption_for), then
+    condition dropout per row."""
     split = SPLITS["base" if expert == "base" else expert]
     rng = np.random.default_rng([seed, step])
     faces = [make_face(int(s), size) for s in rng.integers(split.start, split.stop, batch)]
+    if augment:
+        modalities = EXPERT_MODALITIES[expert]
+        faces = [replace(f, seg=rough_seg(f.seg, rng) if "seg" in modalities else f.seg,
+                         sketch=drawn_sketch(f.seg, rng) if "sketch" in modalities else f.sketch) for f in faces]
     x0 = image_tensor([f.image for f in faces])
     cond = face_conditions(faces, EXPERT_MODALITIES[expert])
     for name in EXPERT_MODALITIES[expert]:
@@ -190,7 +197,8 @@ def train(args) -> Path:
         model = FaceUNet(config).to(device)
     ema = FaceUNet(config).to(device)
     state = {"step": 0, "seconds": 0.0, "init": None, "expert": args.expert, "batch": args.batch,
-             "lr": args.lr, "seed": args.seed, "device_history": []}
+             "lr": args.lr, "seed": args.seed, "device_history": [], "data_version": DATA_VERSION,
+             "augment": not args.no_augment}
     resume = _ckpt_path(out).exists()
     if not resume:
         if args.init:
@@ -205,7 +213,9 @@ def train(args) -> Path:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     if resume:
         state = load_checkpoint(_ckpt_path(out), model, ema, opt)
-        print(f"resumed {args.expert} at step {state['step']} ({state['seconds'] / 60:.1f} min so far)")
+        args.batch, args.lr = state["batch"], state["lr"]  # a run goes on as it started, whatever the flags say
+        print(f"resumed {args.expert} at step {state['step']} ({state['seconds'] / 60:.1f} min so far; "
+              f"batch {args.batch}, lr {args.lr:g})")
     else:
         ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -228,7 +238,8 @@ def train(args) -> Path:
     model.train()
     while time.time() < deadline and state["step"] < target:
         step = state["step"]
-        x0, cond = batch_for_step(args.expert, args.seed, step, args.batch, args.size, p_drop)
+        x0, cond = batch_for_step(args.expert, args.seed, step, args.batch, args.size, p_drop,
+                                  state.get("augment", False))
         x0, cond = x0.to(device), {k: v.to(device) for k, v in cond.items()}
         gen = torch.Generator(device=device).manual_seed(args.seed * 1_000_003 + step)
         lr = args.lr * min(1.0, (step + 1) / args.warmup)
@@ -280,6 +291,7 @@ def export(args) -> Path:
         "steps": state["step"], "batch": state["batch"], "lr": state["lr"],
         "wall_minutes": round(state["seconds"] / 60, 1), "hardware": state["device_history"],
         "init": state.get("init"), "final_loss": None if final_loss is None else round(final_loss, 5),
+        "data_version": state.get("data_version", 1), "augment": state.get("augment", False),
     }
     init = Path(state["init"]) if state.get("init") else None
     if init is not None and init.exists():
@@ -346,8 +358,8 @@ def write_card(weights: Path, loss_csv: Path, guidance: float = 2.0, steps: int 
              f"Reads: {', '.join(expert.reads)}. Written by `python -m unite_demo.train --expert {weights.stem} "
              f"--export` from the EMA weights.", "",
              "| field | value |", "| --- | --- |"]
-    for key in ("split", "init", "init_record", "caption_head", "steps", "batch", "lr", "wall_minutes", "hardware",
-                "final_loss"):
+    for key in ("split", "data_version", "augment", "init", "init_record", "caption_head", "steps", "batch", "lr",
+                "wall_minutes", "hardware", "final_loss"):
         lines.append(f"| {key} | {extra.get(key)} |")
     lines += [f"| first logged loss | {first} |", f"| architecture | {json.dumps(asdict(expert.denoiser.net.config) | {'extra': '...'})} |",
               "", f"![samples]({grid_path.name})", "",
@@ -381,6 +393,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--caption-set", type=int, default=6144, help="captions the caption head is fitted on")
     ap.add_argument("--caption-steps", type=int, default=1500, help="optimiser steps of the caption head")
+    ap.add_argument("--no-augment", action="store_true", help="train on the generator's exact conditions")
     ap.add_argument("--init", help="start from this checkpoint's (EMA) weights, e.g. the base")
     ap.add_argument("--out", help="checkpoint folder (default checkpoints/<expert>)")
     ap.add_argument("--device", help="cpu or cuda (default: cuda when available)")
