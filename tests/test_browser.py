@@ -3,21 +3,16 @@ it: draw, paint, type, move a slider, Run, watch the previews, Stop, live mode, 
 
 import io
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from unite_demo import studio
+from scripts.media import VIEWPORT, StudioPage, chromium, serve
+from unite_demo import canvas
 from unite_demo.conditions import sketch_from_image
 from unite_demo.examples import load_examples
 from unite_demo.faces import PALETTE_RGB, make_face
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from media import VIEWPORT, StudioPage, chromium, serve  # noqa: E402
 
 pytestmark = pytest.mark.slow
 GLASSES = tuple(int(c) for c in PALETTE_RGB[6])
@@ -137,7 +132,7 @@ def test_examples_fill_every_input_and_a_photo_upload_shows_its_sketch(studio_pa
         assert float(sp.page.locator(f"#{m}-reliability input[type=number]").input_value()) == example.reliability[m]
     sp.set_number("steps", 3)
     sp.run_and_time()
-    expected = PALETTE_RGB[studio.seg_from_editor(np.asarray(Image.open(example.seg).convert("RGB")), 32)]
+    expected = PALETTE_RGB[canvas.seg_from_editor(np.asarray(Image.open(example.seg).convert("RGB")), 32)]
     assert (shown(sp, "cond-seg")[2::4, 2::4] == expected).all()  # the example's map reached the expert
 
     photo = tmp_path / "photo.png"
