@@ -12,8 +12,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from gradio_adapters import (BRUSH_JS, SEND_JS, SHOW_JS, CanvasTwin, ResultImage, SentDropdown,  # noqa: E402
-                             SentNumber, SentSlider, SentTextbox, guard_file_moves, import_matplotlib_now)
+from gradio_adapters import (BRUSH_JS, LIVE_JS, SEND_JS, SHOW_JS, ResultImage, SentDropdown, SentNumber,  # noqa: E402
+                             SentSlider, SentTextbox, canvas_twin, guard_file_moves, import_matplotlib_now,
+                             live_mode_js)
 from unite_demo.conditions import ConditionError  # noqa: E402
 from unite_demo.examples import load_examples  # noqa: E402
 from unite_demo.inputs import Card, RunInputs  # noqa: E402
@@ -34,7 +35,7 @@ STUDIO.world(BUILTIN)  # experts loaded once and warmed up before the first visi
 EXAMPLE = example_inputs(0)  # the page's defaults form a complete example
 guard_file_moves()
 import_matplotlib_now()
-DEBOUNCE_S = 0.35  # live mode: the page waits this long after the last change before it runs
+PAGE_JS = live_mode_js(debounce_s=0.35)  # live mode: a run starts this long after the last change
 MAX_SESSIONS = 1000  # gradio keeps ~120 KB per session (a copy of the page's config); 10000 by default
 
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -43,22 +44,6 @@ CSS = """
 #progress { min-height: 3em; font-family: ui-monospace, monospace; }
 .palette-legend { font-size: 0.9em; max-height: 9em; overflow-y: auto; }
 """
-# Live mode, in the browser: a change waits DEBOUNCE_S for the next one, then presses the hidden live
-# button. The two canvases say they changed by a pointer released over them (they meet no server event).
-PAGE_JS = f"""() => {{
-  window.__uniteLiveKick = () => {{
-    const live = document.querySelector('#live input');
-    if (!live || !live.checked) return;
-    clearTimeout(window.__uniteLive);
-    window.__uniteLive = setTimeout(() => document.querySelector('#live-go')?.click(), {int(DEBOUNCE_S * 1000)});
-  }};
-  document.addEventListener('pointerup', (e) => {{
-    if (e.target instanceof Element && e.target.closest('#seg-painter, #sketch-canvas')) window.__uniteLiveKick();
-  }}, true);
-}}"""
-LIVE_JS = "() => { window.__uniteLiveKick?.(); return []; }"
-
-
 def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance, sampler,
              world, live, class_name="", r_class=1.0, request: gr.Request = None):
     """Generate an image from a segmentation map, a sketch and a caption (and, in worlds with a class
@@ -225,7 +210,7 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
                           elem_id="examples")
 
     # The canvases' hidden twins (gradio_adapters' TWINS), read by the server as the canvases themselves would be.
-    seg_sent, sketch_sent = CanvasTwin(EXAMPLE.seg, "segmentation map"), CanvasTwin(EXAMPLE.sketch, "sketch")
+    seg_sent, sketch_sent = canvas_twin(EXAMPLE.seg, "segmentation map"), canvas_twin(EXAMPLE.sketch, "sketch")
     brush_sent = gr.JSON(visible=False)
     canvases, twins = [seg, sketch], [seg_sent, sketch_sent]
     inputs = [seg_sent, sketch_sent, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance,

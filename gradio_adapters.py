@@ -5,6 +5,7 @@ that way, so an upgrade says which adaptation to delete."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -64,45 +65,47 @@ class ResultImage(gr.Image):
 # Number: "Value 5 is greater than maximum value 3."; Textbox: str(5); Dropdown: its choices).
 class AsSent:
     """An input whose value reaches the event's function as the caller sent it, for unite_demo.conditions
-    to judge and name (None: the world's default)."""
+    to judge and name (None: the world's default). Mixed into a gradio component, last among the bases."""
 
     def preprocess(self, payload):
         return payload
 
+    def get_block_name(self) -> str:  # the gradio component's own frontend
+        return type(self).__bases__[-1].__name__.lower()
+
 
 class SentSlider(AsSent, gr.Slider):
-    def get_block_name(self) -> str:
-        return "slider"
+    pass
 
 
 class SentNumber(AsSent, gr.Number):
-    def get_block_name(self) -> str:
-        return "number"
+    pass
 
 
 class SentTextbox(AsSent, gr.Textbox):
-    def get_block_name(self) -> str:
-        return "textbox"
+    pass
 
 
 class SentDropdown(AsSent, gr.Dropdown):
-    def get_block_name(self) -> str:
-        return "dropdown"
+    pass
 
 
 # gradio 6.31.0's ImageEditor decodes every file it is sent without a size limit, and answers a value of the
 # wrong shape with a server error (pydantic's ValidationError) that names no input.
 class CanvasTwin(gr.ImageEditor):
-    """The hidden twin of a page canvas, which the server's events read and write (see TWINS below): a
-    value of the wrong shape is refused, and every file checked from its header (conditions.check_image_file:
+    """The hidden twin of a page canvas, which the server's events read and write (see TWINS below),
+    labelled with the input's name in messages (its gradio arguments, unchanged, give it no other
+    value): a value of the wrong shape is refused, and every file checked from its header (conditions.check_image_file:
     readable, not oversized) before gradio decodes it, with a message naming the input; its images reach
     the cache whole (cache_image)."""
 
-    def __init__(self, value, input_name: str, **kwargs):
-        super().__init__(value=value, label=input_name, type="numpy", image_mode="RGBA", format="png",
-                         visible=False, **kwargs)
-        self.input_name = input_name
-        self.data_model = named_editor_data(input_name)
+    @property
+    def input_name(self) -> str:  # its label: never shown, named in messages
+        return getattr(self, "label", None) or "image"  # (gradio reads data_model before it sets the label)
+
+    @property
+    def data_model(self) -> type[EditorData]:
+        return named_editor_data(self.input_name)
 
     def get_block_name(self) -> str:
         return "imageeditor"
@@ -138,6 +141,12 @@ class CanvasTwin(gr.ImageEditor):
         return super().postprocess(cache_image(value, self.GRADIO_CACHE, self.format))
 
 
+def canvas_twin(value, name: str) -> CanvasTwin:
+    """The twin of a canvas holding `value`, named `name` in messages."""
+    return CanvasTwin(value=value, label=name, type="numpy", image_mode="RGBA", format="png", visible=False)
+
+
+@functools.lru_cache(maxsize=None)
 def named_editor_data(name: str) -> type[EditorData]:
     """gradio's EditorData, with a message naming the input for a value of the wrong shape."""
 
@@ -202,3 +211,23 @@ def import_matplotlib_now() -> None:
 SEND_JS = "(...values) => values"  # canvases -> twins, just before a server event reads them
 SHOW_JS = "(...values) => { window.__uniteLiveKick?.(); return values; }"  # twins -> canvases
 BRUSH_JS = "(brush) => ({__type__: 'update', brush})"  # a world's painter palette (from a gr.JSON twin) -> the painter
+
+
+def live_mode_js(debounce_s: float) -> str:
+    """The page's script for live mode: a change waits debounce_s for the next one, then presses the hidden
+    live button (LIVE_JS kicks it). The canvases meet no server event (TWINS), so they say they changed by
+    a pointer released over them."""
+    return f"""() => {{
+  window.__uniteLiveKick = () => {{
+    const live = document.querySelector('#live input');
+    if (!live || !live.checked) return;
+    clearTimeout(window.__uniteLive);
+    window.__uniteLive = setTimeout(() => document.querySelector('#live-go')?.click(), {int(debounce_s * 1000)});
+  }};
+  document.addEventListener('pointerup', (e) => {{
+    if (e.target instanceof Element && e.target.closest('#seg-painter, #sketch-canvas')) window.__uniteLiveKick();
+  }}, true);
+}}"""
+
+
+LIVE_JS = "() => { window.__uniteLiveKick?.(); return []; }"

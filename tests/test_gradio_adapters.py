@@ -55,9 +55,10 @@ def test_gradio_inputs_coerce_or_refuse_a_callers_value_in_their_own_words():  #
 def test_our_components_keep_gradios_frontend_components():
     pairs = [(gradio_adapters.SentSlider(0, 1), gr.Slider(0, 1)), (gradio_adapters.SentNumber(), gr.Number()),
              (gradio_adapters.SentTextbox(), gr.Textbox()), (gradio_adapters.SentDropdown(["a"]), gr.Dropdown(["a"])),
-             (gradio_adapters.ResultImage(), gr.Image()), (gradio_adapters.CanvasTwin(None, "sketch"), gr.ImageEditor())]
-    for ours, theirs in pairs:
+             (gradio_adapters.ResultImage(), gr.Image()), (gradio_adapters.CanvasTwin(label="sketch"), gr.ImageEditor())]
+    for ours, theirs in pairs:  # the same frontend component, given the same properties
         assert ours.get_block_name() == theirs.get_block_name()
+        assert set(ours.get_config()) == set(theirs.get_config())
 
 
 def test_gradio_editor_answers_a_wrong_shape_with_a_validation_error_naming_no_input():  # -> named_editor_data
@@ -73,7 +74,7 @@ def test_gradio_editor_decodes_a_file_of_any_size(tmp_path):  # -> CanvasTwin.pr
     value = EditorData(background=FileData(path=str(tmp_path / "wide.png")), layers=[], composite=None)
     assert gr.ImageEditor(type="numpy").preprocess(value)["background"].shape[:2] == (1, 4097)
     with pytest.raises(gr.Error, match="sketch: the image is 4097x1; at most 4096x4096"):
-        gradio_adapters.CanvasTwin(None, "sketch").preprocess(value)
+        gradio_adapters.CanvasTwin(label="sketch").preprocess(value)
 
 
 def moved(block, path: str):
