@@ -28,7 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 1250}
-CANVAS_SIDE = 256  # the editors' canvas_size in app.py (studio.CANVAS)
+CANVAS_SIDE = 256  # the editors' canvas_size in app.py (unite_demo.limits.CANVAS)
 
 
 def free_port() -> int:
@@ -352,13 +352,17 @@ def make_animation(out: Path) -> Path:
     """One run's previews, beside the conditions as the experts received them, as an animated GIF."""
     from PIL import Image, ImageDraw
 
-    from unite_demo import studio
+    from unite_demo.inputs import Card, RunInputs
+    from unite_demo.limits import RESULT_SIZE
+    from unite_demo.pages import example_inputs
+    from unite_demo.runs import save_frames
+    from unite_demo.studio import Studio
 
-    ex = studio.example_inputs(0)
+    ex = example_inputs(0)
     frames = []
-    size = studio.RESULT_SIZE
-    for u in studio.run(seg=ex.seg, sketch=ex.sketch, text=ex.text, r_seg=ex.reliability["seg"],
-                        r_sketch=ex.reliability["sketch"], r_text=ex.reliability["text"], seed=ex.seed):
+    size = RESULT_SIZE
+    cards = {m: Card(getattr(ex, m), reliability=ex.reliability[m]) for m in ("seg", "sketch", "text")}
+    for u in Studio().run(RunInputs(cards, seed=ex.seed)):
         panel = Image.new("RGB", (3 * size + 40, size + 36), "white")
         for k, img in enumerate((u.seg, u.sketch, u.image)):
             if img is not None:
@@ -370,7 +374,7 @@ def make_animation(out: Path) -> Path:
             width = draw.textlength(label)
             draw.text((10 + k * (size + 10) + (size - width) / 2, size + 16), label, fill="black")
         frames.append(panel)
-    return studio.save_frames(frames, out)
+    return save_frames(frames, out)
 
 
 def main(argv=None) -> int:

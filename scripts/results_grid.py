@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from unite_demo.conditions import to_uint8  # noqa: E402
 from unite_demo.examples import load_examples  # noqa: E402
 from unite_demo.faces import seg_to_rgb  # noqa: E402
-from unite_demo.world import get_world  # noqa: E402
+from unite_demo.world import load_faces_world  # noqa: E402
 
 CELL = 128
 
@@ -27,7 +27,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="docs/results.png")
     ap.add_argument("--seeds", type=int, default=3, help="images per example (seeds 0..n-1)")
     args = ap.parse_args(argv)
-    world = get_world()
+    world = load_faces_world()
     rows = []
     for ex in load_examples():
         req = world.request(seg=ex.seg, sketch=ex.sketch, text=ex.text, reliability=ex.reliability, seed=0)

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
 
-from unite_demo import studio
+from helpers import editor_value, run
+from scripts.media import serve
+from unite_demo import generate, limits, pages, runs
 from unite_demo.examples import load_examples
 from unite_demo.faces import PALETTE_RGB, make_face
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from media import serve  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +31,6 @@ def client():
 
 def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
-
-
-def editor_value(path):
-    """How a client hands an image to a canvas input (gr.ImageEditor / gr.Sketchpad)."""
-    return {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path)), "id": None}
 
 
 def stream(client, **inputs) -> list[tuple]:
@@ -70,7 +65,7 @@ def test_no_arguments_streams_previews_before_the_final_image(client):
     distinct = {pixels(p).tobytes() for p in previews}
     assert len(distinct) >= 3
     final = updates[-1]
-    assert pixels(final[0]).shape == (studio.RESULT_SIZE, studio.RESULT_SIZE, 3)
+    assert pixels(final[0]).shape == (limits.RESULT_SIZE, limits.RESULT_SIZE, 3)
     seg_view, sketch_view = pixels(final[2]), pixels(final[3])  # the conditions as the experts got them
     assert {tuple(c) for c in seg_view.reshape(-1, 3)} <= {tuple(c) for c in PALETTE_RGB}
     assert set(np.unique(sketch_view)) <= {0, 255}
@@ -88,9 +83,9 @@ def test_same_seed_same_image_other_seed_another(client):
     assert np.abs(a - c).mean() > 1.0
     assert "cached" in again[-1][1] and len(again) == len(first)  # a repeat replays every frame at once
     # The server's sampler is the in-process one: same seed, same image (up to float summation order).
-    ex = studio.example_inputs(0)  # the page's default canvases
-    local = list(studio.run(seg={"composite": ex.seg}, sketch={"composite": ex.sketch}, text=text, seed=123, steps=6,
-                            cache=studio.ResultCache()))
+    ex = pages.example_inputs(0)  # the page's default canvases
+    local = list(run(seg={"composite": ex.seg}, sketch={"composite": ex.sketch}, text=text, seed=123, steps=6,
+                     cache=runs.ResultCache()))
     assert np.abs(a - np.asarray(local[-1].image).astype(np.int16)).max() <= 2
 
 
@@ -176,3 +171,25 @@ def test_spaces_gpu_wraps_the_generation_only_when_available(monkeypatch):
     assert plain.spaces is None and not hasattr(plain.generate, "__wrapped__")
     q = plain.demo._queue
     assert q.max_size and q.max_size > 1 and q.default_concurrency_limit >= 1
+
+
+@pytest.mark.parametrize("widget, value, flag", [
+    ("guidance", 15, ["--guidance", "15"]),
+    ("steps", 51, ["--steps", "51"]),
+    ("r_text", 5, ["--reliability", "text=5"]),
+    ("seed", -1, ["--seed", "-1"]),
+])
+def test_an_out_of_range_value_gets_the_same_answer_from_the_page_the_api_and_the_cli(
+        client, monkeypatch, capsys, tmp_path, widget, value, flag):
+    page = load_app("app_limits", monkeypatch)
+    widgets = dict(seg=None, sketch=None, text="a face", seg_on=True, sketch_on=True, text_on=True, r_seg=None,
+                   r_sketch=None, r_text=None, seed=0, steps=2, guidance=2.0, sampler="dpmpp", world="cartoon-faces",
+                   live=False)
+    with pytest.raises(page.gr.Error) as on_page:
+        list(page.generate(**{**widgets, widget: value}))
+    with pytest.raises(AppError) as through_api:
+        client.predict(**{"steps": 2, widget: value}, api_name="/generate")
+    assert generate.main([*flag, "--out", str(tmp_path / "x.png")]) == 2
+    on_cli = capsys.readouterr().err.strip().removeprefix("error: ")
+    assert on_page.value.message == str(through_api.value) == on_cli
+    assert on_cli.startswith({"r_text": "reliability of text"}.get(widget, widget) + ": expected")

@@ -1,24 +1,18 @@
 """The studio in headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, as a person uses
 it: draw, paint, type, move a slider, Run, watch the previews, Stop, live mode, examples, uploads."""
 
-import io
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from unite_demo import metric_nets, studio
+from scripts.media import FREEHAND, VIEWPORT, StudioPage, chromium, serve, shown_image
+from unite_demo import canvas, metric_nets
 from unite_demo.conditions import seg_from_image, sketch_from_image
 from unite_demo.examples import load_examples
 from unite_demo.faces import PALETTE_RGB, make_face
 from unite_demo.metrics import miou
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from media import FREEHAND, VIEWPORT, StudioPage, chromium, serve  # noqa: E402
 
 pytestmark = pytest.mark.slow
 GLASSES = tuple(int(c) for c in PALETTE_RGB[6])
@@ -47,8 +41,7 @@ def studio_page(browser, url):
 
 def shown(sp: StudioPage, elem_id: str) -> np.ndarray:
     """The image an output component shows, as the browser fetched it."""
-    src = sp.page.locator(f"#{elem_id} img").get_attribute("src")
-    return np.asarray(Image.open(io.BytesIO(sp.page.request.get(src).body())).convert("RGB"))
+    return shown_image(sp.page, elem_id)
 
 
 def step_of(text: str) -> int:
@@ -138,7 +131,7 @@ def test_examples_fill_every_input_and_a_photo_upload_shows_its_sketch(studio_pa
         assert float(sp.page.locator(f"#{m}-reliability input[type=number]").input_value()) == example.reliability[m]
     sp.set_number("steps", 3)
     sp.run_and_time()
-    expected = PALETTE_RGB[studio.seg_from_editor(np.asarray(Image.open(example.seg).convert("RGB")), 32)]
+    expected = PALETTE_RGB[canvas.seg_from_editor(np.asarray(Image.open(example.seg).convert("RGB")), 32)]
     assert (shown(sp, "cond-seg")[2::4, 2::4] == expected).all()  # the example's map reached the expert
 
     photo = tmp_path / "photo.png"

@@ -10,6 +10,7 @@ import pytest
 
 from unite_demo import generate
 from unite_demo.examples import load_examples
+from unite_demo.limits import STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +53,7 @@ def test_any_modality_may_be_left_out(example, tmp_path):
     (["--seg", "BROKEN"], "segmentation map: cannot read the image"),
     (["--reliability", "seg=-1"], "reliability of seg: expected a number from 0 to 3"),
     (["--reliability", "colour=1"], "unknown modality 'colour'"),
-    (["--steps", "500"], "steps: expected a whole number from 1 to 200"),
+    (["--steps", "500"], f"steps: expected a whole number from 1 to {STEPS.high}"),
     (["--steps", "ten"], "steps: expected a whole number"),
     (["--sampler", "euler"], "unknown sampler 'euler'"),
 ])

@@ -1,14 +1,12 @@
 """Hardening without a server: every odd input the page, the API and the command line can receive gets
 one clear message from the one validation place (unite_demo.conditions, reached through
-studio.run), faults stop a run with a message, and the code loads weights safely.
+Studio.run), faults stop a run with a message, and the code loads weights safely.
 The live-server half (fuzzing /generate, crowds, Stop, disconnects, files served) is
 tests/test_server_hardening.py."""
 
 import io
 import math
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from unite_demo import studio, world as world_mod
+from helpers import WORLDS, editor, header_only_png, run
+from unite_demo import limits, runs, worlds
 from unite_demo.conditions import MAX_SIDE, MAX_TEXT_CHARS, ConditionError, check_image_file
 from unite_demo.faces import PALETTE_RGB
+from unite_demo.studio import Studio
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def editor(img) -> dict:
-    """A canvas value as the page and the API hand it over (an image or a file path per field)."""
-    return {"background": img, "layers": [], "composite": img}
-
-
-def png_header_only(path: Path, w: int, h: int) -> Path:
-    """A PNG that claims w x h pixels but carries almost no data: decoding it whole would take
-    w*h*4 bytes; reading its header takes microseconds."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
 
 
 def saved(tmp_path: Path, name: str, img: Image.Image, **kw) -> Path:
@@ -53,12 +37,12 @@ def face_map(size=256) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def world():
-    return studio.load_world()
+    return WORLDS.get()
 
 
 def run_request(**kw):
     """The first update of a run (validation happens before it), with 1 step."""
-    return next(iter(studio.run(cache=studio.ResultCache(), **{"steps": 1, **kw})))
+    return next(iter(run(cache=runs.ResultCache(), **{"steps": 1, **kw})))
 
 
 # --- images: modes, sizes, damage ---------------------------------------------------------------
@@ -73,7 +57,7 @@ def test_a_map_in_any_image_mode_is_read_as_the_same_classes(world, tmp_path, mo
         path = saved(tmp_path, "s.tiff" if mode in ("I", "F", "I;16") else "s.png", img)
         update = run_request(sketch=editor(str(path)), seg_on=False, text_on=False)
         seen = np.asarray(update.sketch)
-        assert seen.shape[:2] == (studio.CONDITION_SIZE,) * 2 and (seen > 127).any() and (seen < 128).any()
+        assert seen.shape[:2] == (limits.CONDITION_SIZE,) * 2 and (seen > 127).any() and (seen < 128).any()
         return
     img = rgb.convert(mode) if mode != "P" else rgb.quantize(8)
     path = saved(tmp_path, "m.jpg" if mode == "CMYK" else "m.png", img, **({"quality": 100} if mode == "CMYK" else {}))
@@ -85,7 +69,7 @@ def test_a_map_in_any_image_mode_is_read_as_the_same_classes(world, tmp_path, mo
 def test_tiny_images_work_and_huge_ones_are_refused_from_their_header(world, tmp_path):
     one = saved(tmp_path, "one.png", Image.new("RGB", (1, 1), tuple(int(v) for v in PALETTE_RGB[1])))
     assert run_request(seg=editor(str(one)), sketch_on=False, text_on=False).seg is not None  # all skin
-    huge = png_header_only(tmp_path / "huge.png", 10_000, 10_000)
+    huge = header_only_png(tmp_path / "huge.png", 10_000, 10_000)
     for call in (lambda: check_image_file(huge, "segmentation map"),
                  lambda: run_request(seg=editor(str(huge)))):
         with pytest.raises(ConditionError, match=rf"segmentation map: the image is 10000x10000; at most "
@@ -187,9 +171,9 @@ def test_a_non_finite_value_during_sampling_stops_the_run_with_a_message(world, 
 
     monkeypatch.setattr(expert.denoiser, "forward", broken)
     with pytest.raises(FloatingPointError, match=r"non-finite values at step 1"):
-        list(studio.run(steps=3, cache=studio.ResultCache(), seed=5))
+        list(run(steps=3, cache=runs.ResultCache(), seed=5))
     monkeypatch.setattr(expert.denoiser, "forward", real)
-    assert list(studio.run(steps=2, cache=studio.ResultCache(), seed=5))[-1].done  # the world still works
+    assert list(run(steps=2, cache=runs.ResultCache(), seed=5))[-1].done  # the world still works
 
 
 def test_a_world_whose_weights_fail_to_load_says_so_and_the_others_keep_working(world, tmp_path, monkeypatch,
@@ -200,22 +184,22 @@ def test_a_world_whose_weights_fail_to_load_says_so_and_the_others_keep_working(
     folders = write_tiny_models(tmp_path / "broken")
     unet = next(Path(folders["sd15"]).rglob("unet/*.safetensors"))
     unet.write_bytes(b"this is not a safetensors file")
-    for var, _ in sd15._ENV.values():
+    for var, _ in sd15.ENV.values():
         monkeypatch.delenv(var, raising=False)
     env = sd15.PretrainedConfig(sd15=str(folders["sd15"]), scribble=str(folders["scribble"]),
                                 seg=str(folders["seg"]), dit=str(folders["dit"]), image_size=64, device="cpu").env()
     for var, value in env.items():
         monkeypatch.setenv(var, value)
-    world_mod.unload_world("sd15")
+    WORLDS.unload("sd15")
     try:
-        assert "sd15" in studio.available_worlds()  # offered: its files are there
-        for call in (lambda: studio.world_page("sd15"), lambda: run_request(world_name="sd15", text="a cat")):
+        assert "sd15" in worlds.available()  # offered: its files are there
+        for call in (lambda: Studio(WORLDS).page("sd15"), lambda: run_request(world_name="sd15", text="a cat")):
             with pytest.raises(ConditionError, match=r"world: sd15 could not be loaded \([\s\S]*\); the other worlds "
                                                      r"still work"):
                 call()
         assert run_request(text="a face").image is not None  # the built-in world is unaffected
     finally:
-        world_mod.unload_world("sd15")
+        WORLDS.unload("sd15")
 
 
 # --- security -----------------------------------------------------------------------------------
@@ -245,6 +229,6 @@ def test_pretrained_weights_load_from_safetensors_only(tmp_path, monkeypatch):
     tiny.save_pretrained(tmp_path / "safe")
     config = sd15.PretrainedConfig(device="cpu")
     args = (UNet2DConditionModel, None, config, torch.device("cpu"), torch.float32)
-    assert sd15._load_net(UNet2DConditionModel, str(tmp_path / "safe"), *args[1:]) is not None
+    assert sd15.load_net(UNet2DConditionModel, str(tmp_path / "safe"), *args[1:]) is not None
     with pytest.raises(Exception, match=r"safetensors|\.safetensors"):
-        sd15._load_net(UNet2DConditionModel, str(tmp_path / "pickled"), *args[1:])
+        sd15.load_net(UNet2DConditionModel, str(tmp_path / "pickled"), *args[1:])

@@ -21,11 +21,11 @@ from unite_demo.labels import (ADE20K, ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, 
                                imagenet_classes)
 from unite_demo.sd15 import PretrainedConfig, WeightsMissing
 
-from tiny_sd15 import SIZE  # tests/ is on sys.path (conftest.py)
+from tiny_sd15 import SIZE
 from tiny_sd15 import seg_rgb as _seg_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_VARS = [var for var, _ in sd15._ENV.values()]
+ENV_VARS = [var for var, _ in sd15.ENV.values()]
 
 
 @pytest.fixture(scope="module")
@@ -85,33 +85,33 @@ def test_ade20k_palette_and_imagenet_names():
 # Configuration and loading
 
 def test_world_is_hidden_and_explained_when_weights_are_missing(tmp_path, clean_env):
-    from unite_demo import studio, world as world_mod
+    from unite_demo import worlds
 
     clean_env.setenv("UNITE_SD15", str(tmp_path / "nowhere"))
     clean_env.setenv("UNITE_CONTROLNET_SCRIBBLE", "unite-test/not-a-cached-repo")
     assert sd15.configured_worlds() == []
-    assert studio.available_worlds() == ["cartoon-faces"]
+    assert worlds.available() == ["cartoon-faces"]
     with pytest.raises(WeightsMissing) as e:
-        world_mod.get_world("sd15")
+        worlds.load("sd15")
     msg = str(e.value)
     assert "UNITE_SD15=" in msg and "no such folder" in msg and "UNITE_CONTROLNET_SCRIBBLE=" in msg
     assert "UNITE_DOWNLOAD=1" in msg and "hf download" in msg and "README" in msg
     # A bad setting hides the worlds (the built-in world keeps working) and is raised on loading.
     clean_env.setenv("UNITE_SD15_SIZE", "500")
     with pytest.warns(UserWarning, match="multiple of 64"):
-        assert studio.available_worlds() == ["cartoon-faces"]
-    with pytest.raises(world_mod.WorldLoadError, match="sd15 could not be loaded .*multiple of 64"):
-        world_mod.get_world("sd15")
+        assert worlds.available() == ["cartoon-faces"]
+    with pytest.raises(worlds.WorldLoadError, match="sd15 could not be loaded .*multiple of 64"):
+        worlds.load("sd15")
 
 
 def test_page_lists_the_worlds_when_configured(config, clean_env):
-    from unite_demo import studio
+    from unite_demo import worlds
 
     for var, value in config.env().items():
         clean_env.setenv(var, value)
-    assert studio.available_worlds() == ["cartoon-faces", "sd15", "sd15-dit"]
+    assert worlds.available() == ["cartoon-faces", "sd15", "sd15-dit"]
     clean_env.setenv("UNITE_DIT", str(Path(config.dit) / "transformer"))  # wrong layout: sd15-dit hidden
-    assert studio.available_worlds() == ["cartoon-faces", "sd15"]
+    assert worlds.available() == ["cartoon-faces", "sd15"]
 
 
 def test_world_loads_from_local_folders_and_generates(world):
@@ -344,35 +344,37 @@ def test_tiny_preview_decoder_when_configured(config, folders):
 def test_unloading_frees_the_networks(config, folders, world, clean_env, tmp_path):
     import shutil
 
-    from unite_demo import world as world_mod
+    from unite_demo.studio import LoadedWorlds
+
+    loaded = LoadedWorlds()
 
     for var, value in config.env().items():
         clean_env.setenv(var, value)
-    w = world_mod.get_world("sd15")
-    assert world_mod.get_world("sd15") is w
+    w = loaded.get("sd15")
+    assert loaded.get("sd15") is w
     # sd15 and sd15-dit hold the same SD networks; unloading one leaves the other working.
     assert w.experts[0].denoiser.unet is world.experts[0].denoiser.unet
-    world_mod.unload_world("sd15")
+    loaded.unload("sd15")
     del w
     assert len(list(world.generate(world.request(text="a cat", steps=1)))) == 2
     # Weights no other world holds are freed.
     clean_env.setenv("UNITE_SD15", str(shutil.copytree(folders["sd15"], tmp_path / "sd15-copy")))
-    w = world_mod.get_world("sd15")
+    w = loaded.get("sd15")
     ref = weakref.ref(w.experts[0].denoiser.unet)
-    world_mod.unload_world("sd15")
+    loaded.unload("sd15")
     with pytest.raises(RuntimeError, match="unloaded"):
         next(w.generate(w.request(text="a cat")))
     del w
     gc.collect()
     assert ref() is None
-    w2 = world_mod.get_world("sd15")  # loads again
+    w2 = loaded.get("sd15")  # loads again
     assert w2.experts[0].denoiser.unet is not None
-    world_mod.unload_world("sd15")
+    loaded.unload("sd15")
 
 
 @pytest.mark.slow
 def test_core_never_imports_gradio_and_lists_worlds_in_a_fresh_process(config):
-    code = ("import sys; from unite_demo import studio, sd15, world; print(studio.available_worlds()); "
+    code = ("import sys; from unite_demo import studio, sd15, world, worlds; print(worlds.available()); "
             "assert 'gradio' not in sys.modules, 'gradio imported'")
     env = {**os.environ, **config.env(), "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -6,23 +6,24 @@ class picker, the world's own steps and guidance, `python -m unite_demo.generate
 
 import io
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_sd15 import SIZE, seg_rgb  # tests/ is on sys.path (conftest.py)
-from unite_demo import generate, sd15, studio
+from helpers import WORLDS, request, run
+from tiny_sd15 import SIZE, seg_rgb
+from unite_demo import generate, limits, pages, runs, sd15, worlds
 from unite_demo.conditions import ConditionError
 from unite_demo.faces import PALETTE_RGB
 from unite_demo.labels import ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, imagenet_classes
 from unite_demo.sd15 import PretrainedConfig
-from unite_demo.world import BUILTIN, DEFAULTS, unload_world
+from unite_demo.studio import Studio
+from unite_demo.world import BUILTIN, DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_VARS = [var for var, _ in sd15._ENV.values()]
+ENV_VARS = [var for var, _ in sd15.ENV.values()]
 SKY, GRASS, TREE, WALL = (ADE20K_NAMES.index(n) for n in ("sky", "grass", "tree", "wall"))
 
 
@@ -42,7 +43,7 @@ def pretrained_env(config):
             mp.setenv(var, value)
         yield config
         for name in sd15.WORLDS:
-            unload_world(name)
+            WORLDS.unload(name)
 
 
 def editor(rgb_or_rgba: np.ndarray) -> dict:
@@ -56,7 +57,7 @@ def editor(rgb_or_rgba: np.ndarray) -> dict:
 def painted_scene() -> np.ndarray:
     """A 256 px painter canvas: sky above grass, a tree in a colour slightly off the palette, and an
     unpainted (transparent) corner, which reads as ADE20K's first class, wall."""
-    canvas = np.dstack([seg_rgb("sky", "grass", studio.CANVAS), np.full((studio.CANVAS,) * 2, 255, np.uint8)])
+    canvas = np.dstack([seg_rgb("sky", "grass", limits.CANVAS), np.full((limits.CANVAS,) * 2, 255, np.uint8)])
     canvas[150:230, 40:120, :3] = np.clip(ADE20K_RGB[TREE].astype(int) + (12, -15, 10), 0, 255)
     canvas[:64, :64] = 0
     return canvas
@@ -66,8 +67,8 @@ def painted_scene() -> np.ndarray:
 # The page's widgets per world
 
 def test_world_page_gives_each_world_its_palette_legend_cards_and_defaults():
-    assert studio.available_worlds() == [BUILTIN, "sd15", "sd15-dit"]
-    page = studio.world_page("sd15")
+    assert worlds.available() == [BUILTIN, "sd15", "sd15-dit"]
+    page = Studio(WORLDS).page("sd15")
     ade_hex = {"#%02x%02x%02x" % tuple(int(v) for v in c) for c in ADE20K_RGB}
     # The ADE20K palette, common classes first, every colour reachable once (skyscraper = road's colour).
     assert len(page.brush_colours) == len(set(page.brush_colours)) == len(ade_hex) == 149
@@ -77,30 +78,30 @@ def test_world_page_gives_each_world_its_palette_legend_cards_and_defaults():
     for name in ("sky", "tree", "chest of drawers", "flag", "road / skyscraper"):
         assert f">{name}<" in page.legend
     assert page.legend.index(">sky<") < page.legend.index(">wall<") < page.legend.index(">flag<")
-    assert (page.blank == ADE20K_RGB[WALL]).all() and page.blank.shape == (studio.CANVAS, studio.CANVAS, 3)
-    assert page.modalities == ("text", "sketch", "seg") and page.class_choices == [(studio.CLASS_OFF, "")]
+    assert (page.blank == ADE20K_RGB[WALL]).all() and page.blank.shape == (limits.CANVAS, limits.CANVAS, 3)
+    assert page.modalities == ("text", "sketch", "seg") and page.class_choices == [(pages.CLASS_OFF, "")]
     assert (page.steps, page.guidance) == (sd15.SD_DEFAULTS["steps"], sd15.SD_DEFAULTS["guidance"])
 
-    dit = studio.world_page("sd15-dit")
+    dit = Studio(WORLDS).page("sd15-dit")
     assert "class" in dit.modalities and dit.brush_colours == page.brush_colours
-    assert dit.class_choices[0] == (studio.CLASS_OFF, "") and len(dit.class_choices) == 1001
+    assert dit.class_choices[0] == (pages.CLASS_OFF, "") and len(dit.class_choices) == 1001
     assert ("goldfish", "goldfish") in dit.class_choices
 
-    faces = studio.world_page(BUILTIN)
-    assert faces.brush_colours == studio.palette_hex() and faces.default_colour == studio.palette_hex()[1]
-    assert faces.legend == studio.legend_html() and (faces.blank == PALETTE_RGB[0]).all()
-    assert "class" not in faces.modalities and faces.class_choices == [(studio.CLASS_OFF, "")]
+    faces = Studio(WORLDS).page(BUILTIN)
+    assert faces.brush_colours == pages.palette_hex() and faces.default_colour == pages.palette_hex()[1]
+    assert faces.legend == pages.legend_html() and (faces.blank == PALETTE_RGB[0]).all()
+    assert "class" not in faces.modalities and faces.class_choices == [(pages.CLASS_OFF, "")]
     assert (faces.steps, faces.guidance) == (DEFAULTS["steps"], DEFAULTS["guidance"])
     with pytest.raises(ConditionError, match="unknown world 'mars'; accepted: cartoon-faces, sd15, sd15-dit"):
-        studio.world_page("mars")
+        Studio(WORLDS).page("mars")
 
 
 # ---------------------------------------------------------------------------------------------
 # Painted map -> ADE20K class ids -> the seg expert; the conditions in ADE20K colours
 
 def test_painted_ade20k_map_reaches_the_seg_expert_as_its_class_ids():
-    world = studio.load_world("sd15")
-    req = studio.build_request(world, seg=editor(painted_scene()), text="a cat", steps=2)
+    world = WORLDS.get("sd15")
+    req = request(world, seg=editor(painted_scene()), text="a cat", steps=2)
     ids = req.seg
     assert ids.shape == (SIZE, SIZE) and set(np.unique(ids)) == {SKY, GRASS, TREE, WALL}
     assert (ids[:12, :12] == WALL).all() and (ids[20:30, 40:] == SKY).all() and (ids[50:, 40:] == GRASS).all()
@@ -109,15 +110,15 @@ def test_painted_ade20k_map_reaches_the_seg_expert_as_its_class_ids():
     assert np.allclose(seg[0].permute(1, 2, 0).numpy() * 255, ADE20K_RGB[ids], atol=1e-3)
     assert (req.steps, req.guidance) == (2, sd15.SD_DEFAULTS["guidance"])  # guidance not given: the world's
     # Nothing painted but the unpainted class: the seg expert is off, and the notes say so.
-    blank = studio.build_request(world, seg=editor(studio.world_page("sd15").blank), text="a cat")
+    blank = request(world, seg=editor(Studio(WORLDS).page("sd15").blank), text="a cat")
     assert blank.seg is None and any("segmentation map is blank" in n for n in blank.notes)
 
 
 def test_conditions_view_shows_the_map_in_ade20k_colours_and_the_class_by_name():
-    world = studio.load_world("sd15-dit")
-    req = studio.build_request(world, seg=editor(painted_scene()), text="a cat", class_name="goldfish", r_class=2,
+    world = WORLDS.get("sd15-dit")
+    req = request(world, seg=editor(painted_scene()), text="a cat", class_name="goldfish", r_class=2,
                                steps=2)
-    seg_view, _, caption = studio.conditions_view(req, world.read_caption(req.text), world=world)
+    seg_view, _, caption = runs.conditions_view(req, world.read_caption(req.text), world=world)
     colours = {tuple(int(v) for v in c) for c in np.asarray(seg_view).reshape(-1, 3)}
     assert colours == {tuple(int(v) for v in ADE20K_RGB[k]) for k in (SKY, GRASS, TREE, WALL)}
     assert "class: goldfish (id 1)" in caption and "class x2" in caption
@@ -125,32 +126,32 @@ def test_conditions_view_shows_the_map_in_ade20k_colours_and_the_class_by_name()
 
 
 def test_class_picker_values_reach_the_class_expert():
-    dit, faces = studio.load_world("sd15-dit"), studio.load_world(BUILTIN)
-    req = studio.build_request(dit, text="a cat", class_name="Goldfish", r_class=2.5, steps=2)
+    dit, faces = WORLDS.get("sd15-dit"), WORLDS.get(BUILTIN)
+    req = request(dit, text="a cat", class_name="Goldfish", r_class=2.5, steps=2)
     assert req.class_id == 1 and req.reliability["class"] == 2.5
-    assert studio.build_request(dit, class_name="207").class_id == 207  # an id works too
-    off = studio.build_request(dit, text="a cat", class_name="", r_class=1.0)
+    assert request(dit, class_name="207").class_id == 207  # an id works too
+    off = request(dit, text="a cat", class_name="", r_class=1.0)
     assert off.class_id is None and "no class picked: the class expert is off" in off.notes
     with pytest.raises(ConditionError, match="unknown class name 'goldfsh'; did you mean goldfish"):
-        studio.build_request(dit, class_name="goldfsh")
+        request(dit, class_name="goldfsh")
     # The faces world ignores the hidden picker's empty value, and refuses a class.
-    assert studio.build_request(faces, text="a face", class_name="", r_class=1.0).class_id is None
+    assert request(faces, text="a face", class_name="", r_class=1.0).class_id is None
     with pytest.raises(ConditionError, match="class: this world has no class expert"):
-        studio.build_request(faces, text="a face", class_name="goldfish")
+        request(faces, text="a face", class_name="goldfish")
     with pytest.raises(ConditionError, match="no class expert"):
-        studio.build_request(studio.load_world("sd15"), text="a cat", class_name="goldfish")
+        request(WORLDS.get("sd15"), text="a cat", class_name="goldfish")
 
 
 def test_run_streams_the_class_world_and_caches_by_class():
-    cache = studio.ResultCache()
+    cache = runs.ResultCache()
     kw = {"seg": editor(painted_scene()), "text": "a cat", "steps": 2, "guidance": 5.0, "cache": cache}
-    first = list(studio.run("sd15-dit", class_name="goldfish", **kw))
+    first = list(run("sd15-dit", class_name="goldfish", **kw))
     assert [u.step for u in first] == [1, 2, 2] and first[-1].done and not first[-1].cached
-    assert first[-1].image.size == (studio.RESULT_SIZE, studio.RESULT_SIZE)
+    assert first[-1].image.size == (limits.RESULT_SIZE, limits.RESULT_SIZE)
     assert "class: goldfish" in first[-1].caption
-    other = list(studio.run("sd15-dit", class_name="tench", **kw))
+    other = list(run("sd15-dit", class_name="tench", **kw))
     assert not other[-1].cached and "class: tench" in other[-1].caption  # another class is another run
-    assert list(studio.run("sd15-dit", class_name="goldfish", **kw))[-1].cached
+    assert list(run("sd15-dit", class_name="goldfish", **kw))[-1].cached
     assert len(imagenet_classes()) == 1000
 
 
@@ -186,7 +187,7 @@ def test_cli_refuses_bad_world_inputs_in_one_line(tmp_path, capsys, args, messag
 
 
 def test_cli_says_in_one_line_how_to_get_missing_weights(tmp_path, capsys, monkeypatch):
-    unload_world("sd15")
+    WORLDS.unload("sd15")
     monkeypatch.setenv("UNITE_SD15", str(tmp_path / "nowhere"))
     assert generate.main(["--world", "sd15", "--text", "a cat", "--out", str(tmp_path / "x.png")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -203,8 +204,7 @@ def test_cli_says_in_one_line_how_to_get_missing_weights(tmp_path, capsys, monke
 def test_live_server_offers_the_worlds_and_the_class_through_the_api(config, tmp_path):
     from gradio_client import Client, handle_file
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from media import serve
+    from scripts.media import serve
 
     scene = tmp_path / "scene.png"
     Image.fromarray(painted_scene()).save(scene)
@@ -225,7 +225,7 @@ def test_live_server_offers_the_worlds_and_the_class_through_the_api(config, tmp
             client.predict(world="sd15", class_name="goldfish", steps=2, api_name="/generate")
         # In the browser: picking the world gives the painter ADE20K colours and a blank map; a sky
         # stroke reaches the segmentation expert as sky.
-        from media import VIEWPORT, StudioPage, chromium
+        from scripts.media import VIEWPORT, StudioPage, chromium
 
         with chromium() as browser:
             sp = StudioPage(browser.new_page(viewport=VIEWPORT), url).open()

@@ -12,7 +12,6 @@ import math
 import os
 import socket
 import struct
-import sys
 import threading
 import time
 import uuid
@@ -26,17 +25,17 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from helpers import cpu_seconds, editor_value, header_only_png, peak_rss_kib, png_chunk
+from scripts import load_test
+from scripts.media import serve
 from unite_demo.conditions import MAX_SIDE, MAX_TEXT_CHARS
 from unite_demo.faces import PALETTE_RGB
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import load_test  # noqa: E402
-from media import serve  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -60,24 +59,6 @@ def connect(url) -> Client:
 @pytest.fixture(scope="module")
 def client(server):
     return connect(server)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
-
-
-def editor_value(path) -> dict:
-    """How a client hands an image to a canvas input (gr.ImageEditor / gr.Sketchpad)."""
-    return {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path)), "id": None}
 
 
 def file_data(path: str) -> dict:
@@ -143,10 +124,6 @@ def raw(server, client):
 # ---------------------------------------------------------------------------------------------
 # Files for the image inputs
 
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
 def huge_png(path: Path, side: int) -> Path:
     """A complete, valid side x side grey PNG (all white), small on disk (its rows compress to
     nothing) but side*side*4 bytes once decoded to RGBA."""
@@ -155,13 +132,6 @@ def huge_png(path: Path, side: int) -> Path:
     idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
                      + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
-    return path
-
-
-def header_only_png(path: Path, w: int, h: int) -> Path:
-    """A PNG that claims w x h pixels and carries almost none."""
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
-                     + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b""))
     return path
 
 

@@ -10,32 +10,26 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from unite_demo import studio
+from helpers import WORLDS, editor, request, rgba, run
+from unite_demo import limits, pages, runs, worlds
+from unite_demo.canvas import is_photo, photo_to_sketch, seg_from_editor, sketch_from_editor
 from unite_demo.conditions import ConditionError, sketch_from_image
 from unite_demo.examples import load_examples
 from unite_demo.faces import PALETTE, PALETTE_RGB, make_face
+from unite_demo.studio import Studio
 
 SKIN, HAIR, GLASSES = PALETTE_RGB[1], PALETTE_RGB[2], PALETTE_RGB[6]
 
 
 @pytest.fixture(scope="module")
 def world():
-    return studio.load_world()
-
-
-def rgba(rgb: np.ndarray, alpha=255) -> np.ndarray:
-    return np.dstack([rgb, np.full(rgb.shape[:2], alpha, np.uint8)])
-
-
-def editor(composite, background=None):
-    """The value gr.ImageEditor hands to the function (type='numpy', image_mode='RGBA')."""
-    return {"background": composite if background is None else background, "layers": [], "composite": composite}
+    return WORLDS.get()
 
 
 def test_palette_and_legend_come_from_the_one_palette():
-    assert studio.palette_hex() == ["#%02x%02x%02x" % tuple(rgb) for _, _, rgb in PALETTE]
-    legend = studio.legend_html()
-    for (_, name, _), colour in zip(PALETTE, studio.palette_hex()):
+    assert pages.palette_hex() == ["#%02x%02x%02x" % tuple(rgb) for _, _, rgb in PALETTE]
+    legend = pages.legend_html()
+    for (_, name, _), colour in zip(PALETTE, pages.palette_hex()):
         assert f">{name}<" in legend and colour in legend
 
 
@@ -45,7 +39,7 @@ def test_painted_map_maps_to_nearest_palette_class_never_blended(world):
     canvas[:, 124:132, :3] = (SKIN.astype(int) + HAIR.astype(int)) // 2  # a blended, anti-aliased seam
     canvas[:, 124:132, 3] = 255
     canvas[100:140, 160:200, :3] = np.clip(GLASSES + np.array([-20, -30, 25]), 0, 255)  # a slightly off-palette stroke
-    ids = studio.seg_from_editor(editor(canvas), world.image_size)
+    ids = seg_from_editor(editor(canvas), world.image_size)
     assert ids.shape == (32, 32)
     assert set(np.unique(ids)) <= set(range(len(PALETTE)))
     assert (ids[:, :15] == 0).all()  # unpainted (transparent) is background
@@ -54,10 +48,10 @@ def test_painted_map_maps_to_nearest_palette_class_never_blended(world):
 
 
 def test_blank_or_missing_map_switches_segmentation_off(world):
-    assert studio.seg_from_editor(None, 32) is None
-    assert studio.seg_from_editor(editor(np.zeros((64, 64, 4), np.uint8)), 32) is None  # cleared canvas
-    assert studio.seg_from_editor(editor(rgba(studio.blank_map())), 32) is None  # nothing painted on blank
-    req = studio.build_request(world, seg=editor(rgba(studio.blank_map())), text="a face", steps=2)
+    assert seg_from_editor(None, 32) is None
+    assert seg_from_editor(editor(np.zeros((64, 64, 4), np.uint8)), 32) is None  # cleared canvas
+    assert seg_from_editor(editor(rgba(pages.blank_map())), 32) is None  # nothing painted on blank
+    req = request(world, seg=editor(rgba(pages.blank_map())), text="a face", steps=2)
     assert req.seg is None
     assert any("segmentation map is blank" in n for n in req.notes)
 
@@ -76,7 +70,7 @@ def test_strokes_reach_the_expert_white_on_black_whatever_the_canvas_shows(world
     on_transparent = np.asarray(draw_strokes((0, 0, 0, 0), "black"))  # a fresh canvas: strokes over nothing
     sketches = []
     for canvas in (dark_on_white, white_on_black, on_transparent):
-        req = studio.build_request(world, sketch=editor(canvas), steps=2)
+        req = request(world, sketch=editor(canvas), steps=2)
         assert req.sketch is not None and req.sketch.dtype == np.uint8
         assert set(np.unique(req.sketch)) == {0, 255}
         sketches.append(req.sketch)
@@ -86,7 +80,7 @@ def test_strokes_reach_the_expert_white_on_black_whatever_the_canvas_shows(world
 
 
 def test_empty_canvas_is_off_and_the_notes_say_so(world):
-    req = studio.build_request(world, sketch=editor(np.zeros((256, 256, 4), np.uint8)), text="  ", steps=2)
+    req = request(world, sketch=editor(np.zeros((256, 256, 4), np.uint8)), text="  ", steps=2)
     assert req.present() == ()
     notes = " ".join(req.notes)
     assert "sketch canvas is empty" in notes
@@ -95,8 +89,8 @@ def test_empty_canvas_is_off_and_the_notes_say_so(world):
 
 
 def test_switches_turn_modalities_off_and_say_so(world):
-    ex = studio.example_inputs(0)
-    req = studio.build_request(world, seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text,
+    ex = pages.example_inputs(0)
+    req = request(world, seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text,
                                seg_on=False, sketch_on=True, text_on=False, steps=2)
     assert req.present() == ("sketch",)
     assert "segmentation is switched off" in req.notes and "text is switched off" in req.notes
@@ -104,29 +98,29 @@ def test_switches_turn_modalities_off_and_say_so(world):
 
 def test_bad_input_raises_condition_error_naming_it(world):
     with pytest.raises(ConditionError, match="text: 2000 characters"):
-        studio.build_request(world, text="x" * 2000)
+        request(world, text="x" * 2000)
     with pytest.raises(ConditionError, match="reliability of seg"):
-        studio.build_request(world, text="a face", r_seg=7)
+        request(world, text="a face", r_seg=7)
     with pytest.raises(ConditionError, match="steps"):
-        studio.build_request(world, text="a face", steps=0)
+        request(world, text="a face", steps=0)
     with pytest.raises(ConditionError, match="unknown world"):
-        next(studio.run("no-such-world", text="a face"))
+        next(run("no-such-world", text="a face"))
 
 
 def test_photo_becomes_its_canny_edges_and_drawings_stay_drawings():
     photo = np.asarray(Image.fromarray(make_face(9_000_001, 32).image).resize((200, 200), Image.Resampling.BICUBIC))
     drawing = np.asarray(draw_strokes("white", "black").convert("RGB"))
-    assert studio.is_photo(photo) and not studio.is_photo(drawing)
-    assert not studio.is_photo(255 - drawing)
-    edges = studio.photo_to_sketch(photo)
-    assert edges.shape == (studio.PHOTO_EDGE_SIZE,) * 2 and set(np.unique(edges)) == {0, 255}
+    assert is_photo(photo) and not is_photo(drawing)
+    assert not is_photo(255 - drawing)
+    edges = photo_to_sketch(photo)
+    assert edges.shape == (limits.PHOTO_EDGE_SIZE,) * 2 and set(np.unique(edges)) == {0, 255}
     assert 0.01 < (edges > 0).mean() < 0.3
-    s = studio.sketch_from_editor(editor(rgba(photo)))
+    s = sketch_from_editor(editor(rgba(photo)))
     assert s.derived and "Canny" in s.note
-    derived, note = studio.derive_sketch(editor(rgba(photo)))
-    assert derived.shape == (studio.CONDITION_SIZE, studio.CONDITION_SIZE, 3) and np.median(derived) == 0
+    derived, note = Studio(WORLDS).derive_sketch(editor(rgba(photo)))
+    assert derived.shape == (limits.CONDITION_SIZE, limits.CONDITION_SIZE, 3) and np.median(derived) == 0
     assert set(np.unique(derived)) == {0, 255} and "Canny" in note  # white strokes on black, as the expert gets it
-    assert studio.derive_sketch(editor(np.asarray(draw_strokes("white", "black")))) == (None, None)
+    assert Studio(WORLDS).derive_sketch(editor(np.asarray(draw_strokes("white", "black")))) == (None, None)
 
 
 def test_strokes_drawn_over_a_photo_join_its_edges():
@@ -135,8 +129,8 @@ def test_strokes_drawn_over_a_photo_join_its_edges():
     layer[240:248, 16:240] = (0, 0, 0, 255)  # a dark stroke along the bottom, drawn on the canvas's layer
     composite = rgba(photo)
     composite[240:248, 16:240, :3] = 0
-    plain = studio.sketch_from_editor({"background": rgba(photo), "layers": [], "composite": rgba(photo)})
-    drawn = studio.sketch_from_editor({"background": rgba(photo), "layers": [layer], "composite": composite})
+    plain = sketch_from_editor({"background": rgba(photo), "layers": [], "composite": rgba(photo)})
+    drawn = sketch_from_editor({"background": rgba(photo), "layers": [layer], "composite": composite})
     assert plain.derived and drawn.derived
     bottom = slice(120, 124)  # rows of the 128 px edge map under the stroke
     assert (drawn.image[bottom, 10:118] == 255).any(0).all() and not (plain.image[bottom, 10:118] == 255).any(0).all()
@@ -144,34 +138,34 @@ def test_strokes_drawn_over_a_photo_join_its_edges():
 
 
 def test_examples_fill_every_input_and_reach_the_experts_unchanged(world):
-    names = studio.example_names()
+    names = pages.example_names()
     assert len(names) == len(load_examples()) >= 1
     for k, e in enumerate(load_examples()[:2]):
-        ex = studio.example_inputs(k)
+        ex = pages.example_inputs(k)
         assert ex.text == e.text and ex.seed == e.seed and ex.reliability == e.reliability
-        assert ex.seg.shape == ex.sketch.shape == (studio.CANVAS, studio.CANVAS, 3)
+        assert ex.seg.shape == ex.sketch.shape == (limits.CANVAS, limits.CANVAS, 3)
         assert np.median(ex.sketch) == 255  # the canvas shows dark strokes on white paper
-        req = studio.build_request(world, seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text)
+        req = request(world, seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text)
         assert (req.sketch == sketch_from_image(e.sketch, 32)).all()
         assert (PALETTE_RGB[req.seg] == np.asarray(Image.open(e.seg).convert("RGB"))[4::8, 4::8]).all()
-    assert studio.example_inputs(0) is studio.example_inputs(0)  # read once, then kept
+    assert pages.example_inputs(0) is pages.example_inputs(0)  # read once, then kept
 
 
 def collect(**kw):
-    return list(studio.run(**kw))
+    return list(run(**kw))
 
 
 def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
-    cache = studio.ResultCache()
-    ex = studio.example_inputs(1)
+    cache = runs.ResultCache()
+    ex = pages.example_inputs(1)
     kw = dict(seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text, seed=3, steps=4, cache=cache)
     first = collect(**kw)
     assert [u.step for u in first] == [1, 2, 3, 4, 4] and [u.done for u in first] == [False] * 4 + [True]
     assert all(u.total == 4 and not u.cached for u in first)
     assert [u.status.splitlines()[0][:12] for u in first[:4]] == [f"step {k} / 4" for k in range(1, 5)]
     assert "done in" in first[-1].status
-    assert all(u.image.size == (studio.PREVIEW_SIZE,) * 2 for u in first[:-1])  # light previews on the way
-    assert first[-1].image.size == (studio.RESULT_SIZE,) * 2
+    assert all(u.image.size == (limits.PREVIEW_SIZE,) * 2 for u in first[:-1])  # light previews on the way
+    assert first[-1].image.size == (limits.RESULT_SIZE,) * 2
     previews = {np.asarray(u.image).tobytes() for u in first[:-1]}
     assert len(previews) >= 3
     seg_view, sketch_view = np.asarray(first[0].seg), np.asarray(first[0].sketch)
@@ -189,16 +183,16 @@ def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
 
 def test_request_key_covers_every_input(world):
     base = dict(text="a face with glasses", seed=1, steps=3)
-    key = studio.request_key("w", studio.build_request(world, **base))
-    assert key == studio.request_key("w", studio.build_request(world, **{**base, "text": " a face  with glasses "}))
+    key = runs.request_key("w", request(world, **base))
+    assert key == runs.request_key("w", request(world, **{**base, "text": " a face  with glasses "}))
     for change in ({"seed": 2}, {"steps": 4}, {"guidance": 3.0}, {"sampler": "ddim"}, {"r_text": 2.0},
                    {"text": "a face"}, {"sketch": editor(np.asarray(draw_strokes("white", "black")))}):
-        assert studio.request_key("w", studio.build_request(world, **{**base, **change})) != key, change
-    assert studio.request_key("v", studio.build_request(world, **base)) != key
+        assert runs.request_key("w", request(world, **{**base, **change})) != key, change
+    assert runs.request_key("v", request(world, **base)) != key
 
 
 def test_result_cache_evicts_least_recently_used():
-    cache = studio.ResultCache(max_items=2)
+    cache = runs.ResultCache(max_items=2)
     cache.put("a", [np.zeros(1)])
     cache.put("b", [np.zeros(1)])
     assert cache.get("a") is not None
@@ -207,8 +201,8 @@ def test_result_cache_evicts_least_recently_used():
 
 
 def test_a_newer_ticket_stops_a_live_run_within_one_step_but_not_an_api_run(world):
-    tickets, cache = studio.Tickets(), studio.ResultCache()
-    live = studio.run(text="a face", seed=11, steps=8, live=True, session="s1", tickets=tickets, cache=cache)
+    tickets, cache = runs.Tickets(), runs.ResultCache()
+    live = run(text="a face", seed=11, steps=8, live=True, session="s1", tickets=tickets, cache=cache)
     assert next(live).step == 1
     assert next(live).step == 2
     tickets.bump("s1")  # a newer change, Run or Stop in the same page
@@ -216,19 +210,19 @@ def test_a_newer_ticket_stops_a_live_run_within_one_step_but_not_an_api_run(worl
     assert last.superseded and "stopped at step 3 / 8" in last.status
     assert list(live) == []
     assert len(cache) == 0  # an unfinished run is never cached
-    plain = studio.run(text="a face", seed=11, steps=4, session="s2", tickets=tickets, cache=cache)
+    plain = run(text="a face", seed=11, steps=4, session="s2", tickets=tickets, cache=cache)
     next(plain)
     tickets.bump("s2")
     rest = list(plain)
     assert rest[-1].done and not any(u.superseded for u in rest)
-    other = studio.run(text="a face", seed=12, steps=3, live=True, session="s3", tickets=tickets, cache=cache)
+    other = run(text="a face", seed=12, steps=3, live=True, session="s3", tickets=tickets, cache=cache)
     next(other)
     tickets.bump("s4")  # another page's ticket changes nothing here
     assert list(other)[-1].done
 
 
 def test_tickets_are_per_session_and_bounded():
-    t = studio.Tickets(max_sessions=3)
+    t = runs.Tickets(max_sessions=3)
     assert t.current("a") == 0
     assert t.bump("a") == 1 and t.bump("a") == 2 and t.bump("b") == 1
     for s in "cde":
@@ -240,26 +234,26 @@ def test_tickets_are_per_session_and_bounded():
 def test_save_frames_writes_an_animation(tmp_path):
     frames = [Image.new("RGB", (32, 32), (k * 40, 0, 0)) for k in range(4)]
     for name in ("a.gif", "a.webp"):
-        path = studio.save_frames(frames, tmp_path / name)
+        path = runs.save_frames(frames, tmp_path / name)
         with Image.open(path) as img:
             assert img.is_animated and img.n_frames == 4
 
 
 def test_seed_worlds_and_defaults_for_the_page():
-    assert 0 <= studio.random_seed() <= studio.MAX_SEED
-    assert studio.available_worlds()[0] == "cartoon-faces"
-    blank = studio.blank_map(64)
+    assert 0 <= pages.random_seed() <= limits.SEED.high
+    assert worlds.available()[0] == "cartoon-faces"
+    blank = pages.blank_map(64)
     assert blank.shape == (64, 64, 3) and (blank == PALETTE_RGB[0]).all()
 
 
 def test_what_the_text_expert_reads_is_described_in_words():
     reading = {"hair_colour": ("red", 0.97), "glasses": ("yes", 0.55)}
-    assert studio.describe_reading(reading) == "hair colour: red, glasses: yes (unsure)"
-    assert studio.describe_reading({}).startswith("nothing it knows")
+    assert runs.describe_reading(reading) == "hair colour: red, glasses: yes (unsure)"
+    assert runs.describe_reading({}).startswith("nothing it knows")
 
 
 def test_read_ahead_yields_every_item_in_order_and_raises_the_producers_error():
-    assert list(studio.read_ahead(iter(range(50)), depth=2)) == list(range(50))
+    assert list(runs.read_ahead(iter(range(50)), depth=2)) == list(range(50))
 
     def failing():
         yield 1
@@ -267,7 +261,7 @@ def test_read_ahead_yields_every_item_in_order_and_raises_the_producers_error():
 
     got = []
     with pytest.raises(ValueError, match="boom at 2"):
-        for item in studio.read_ahead(failing()):
+        for item in runs.read_ahead(failing()):
             got.append(item)
     assert got == [1]
 
@@ -284,7 +278,7 @@ def slow_counter(produced: list, closed: threading.Event, n: int = 100, delay: f
 
 def test_read_ahead_stops_producing_when_the_consumer_closes_or_stop_says_so():
     produced, closed = [], threading.Event()
-    items = studio.read_ahead(slow_counter(produced, closed), depth=2)
+    items = runs.read_ahead(slow_counter(produced, closed), depth=2)
     assert [next(items) for _ in range(3)] == [0, 1, 2]
     items.close()  # Stop pressed, or the client went away
     assert closed.wait(2.0)  # the source generator itself was closed
@@ -292,7 +286,7 @@ def test_read_ahead_stops_producing_when_the_consumer_closes_or_stop_says_so():
 
     produced, closed, stop = [], threading.Event(), threading.Event()
     got = []
-    for item in studio.read_ahead(slow_counter(produced, closed), stop=stop.is_set, depth=2):
+    for item in runs.read_ahead(slow_counter(produced, closed), stop=stop.is_set, depth=2):
         got.append(item)
         if item == 4:
             stop.set()  # a newer live run
@@ -303,10 +297,10 @@ def test_serve_setup_takes_the_thread_count_from_the_environment(monkeypatch):
     before = torch.get_num_threads()
     try:
         monkeypatch.setenv("UNITE_TORCH_THREADS", "1")
-        studio.serve_setup()
+        Studio().serve()
         assert torch.get_num_threads() == 1
         monkeypatch.setenv("UNITE_TORCH_THREADS", "not a number")  # ignored: half the cores
-        studio.serve_setup()
+        Studio().serve()
         assert torch.get_num_threads() == max(1, (os.cpu_count() or 2) // 2)
     finally:
         torch.set_num_threads(before)

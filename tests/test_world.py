@@ -9,12 +9,13 @@ from unite_demo.conditions import to_uint8
 from unite_demo.examples import EXAMPLE_SEEDS, load_examples
 from unite_demo.faces import DATA_VERSION, HAIR_RGB, SPLITS, make_face
 from unite_demo.model import read_metadata
-from unite_demo.world import FACES_DIR, get_world
+from helpers import WORLDS
+from unite_demo.world import FACES_DIR
 
 
 @pytest.fixture(scope="module")
 def world():
-    return get_world()
+    return WORLDS.get()
 
 
 def test_shipped_weights_are_self_describing_with_disjoint_splits(world):

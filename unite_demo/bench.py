@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from .examples import load_examples
-from .world import DEFAULTS, FACES_DIR, load_faces_world
+from .limits import DEFAULTS
+from .world import FACES_DIR, load_faces_world
 
 
 def timed_run(world, inputs: dict, batched: bool) -> tuple[float, float, torch.Tensor]:

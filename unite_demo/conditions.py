@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from .faces import NUM_CLASSES, PALETTE, PALETTE_RGB
+from .limits import GUIDANCE, MAX_SIDE, MAX_TEXT_CHARS, RELIABILITY, SEED, STEPS, Range
 from .text import encode_captions
 
 
@@ -65,8 +66,6 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # User inputs (CLI, page, API): validated here and nowhere else.
 
-MAX_SIDE = 4096  # larger images are refused from their header, before decoding
-MAX_TEXT_CHARS = 1000
 PALETTE_TOLERANCE = 60.0  # RGB distance within which a pixel counts as a palette colour
 MAX_OFF_PALETTE = 0.02  # strict maps: at most this share of pixels may be off the palette
 
@@ -247,11 +246,33 @@ def check_number(name: str, value, lo: float, hi: float) -> float:
     except (TypeError, ValueError, OverflowError):
         raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}") from None
     if not np.isfinite(v) or not lo <= v <= hi:
-        raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}")
+        got = f"{v:g}{_beyond(v, lo, hi)}" if np.isfinite(v) else repr(value)
+        raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {got}")
     return v
 
 
-def parse_reliability(spec: str, modalities: tuple[str, ...], max_value: float = 3.0) -> dict[str, float]:
+def check_whole(name: str, value, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi] (1.0 counts as 1), or ConditionError naming it."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        beyond = _beyond(value, lo, hi) if isinstance(value, int) and not isinstance(value, bool) else ""
+        raise ConditionError(f"{name}: expected a whole number from {lo} to {hi}, got {value!r}{beyond}")
+    return value
+
+
+def check_range(name: str, value, limit: Range) -> float:
+    """A value within one of the limits table's ranges (unite_demo.limits)."""
+    if limit.whole:
+        return check_whole(name, value, int(limit.low), int(limit.high))
+    return check_number(name, value, limit.low, limit.high)
+
+
+def _beyond(v: float, lo: float, hi: float) -> str:
+    return " (over the maximum)" if v > hi else " (under the minimum)" if v < lo else ""
+
+
+def parse_reliability(spec: str, modalities: tuple[str, ...]) -> dict[str, float]:
     """'seg=1,sketch=0.5,text=2' -> {'seg': 1.0, ...}; unknown names and bad numbers are refused."""
     out: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
@@ -261,7 +282,7 @@ def parse_reliability(spec: str, modalities: tuple[str, ...], max_value: float =
             raise ConditionError(f"reliability: expected name=value pairs like seg=1,text=0.5, got {part!r}")
         if name not in modalities:
             raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
-        out[name] = check_number(f"reliability of {name}", value, 0.0, max_value)
+        out[name] = check_range(f"reliability of {name}", value, RELIABILITY)
     return out
 
 
@@ -296,15 +317,10 @@ class Request:
         return cond
 
 
-MAX_SEED = 2**32 - 1
-MAX_GUIDANCE = 20.0
-MAX_RELIABILITY = 3.0
-
-
 def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=None, text=None,
                  reliability: dict | str | None = None, guidance=1.0, steps=20, seed=0, sampler="dpmpp",
                  samplers: tuple[str, ...] = ("dpmpp", "ddim"), strict_palette: bool = True,
-                 max_steps: int = 200, default_reliability: dict[str, float] | None = None,
+                 default_reliability: dict[str, float] | None = None,
                  palette: tuple[tuple[str, ...], np.ndarray] | None = None, class_id=None,
                  class_names: tuple[str, ...] = (), subject: str = "face") -> Request:
     """Validate and normalise every input of one generation; raise ConditionError on the first bad one.
@@ -314,22 +330,16 @@ def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=Non
     class_names, for worlds with a "class" modality; subject: what the world draws, for the notes."""
     notes = []
     if isinstance(reliability, str):
-        reliability = parse_reliability(reliability, modalities, MAX_RELIABILITY)
+        reliability = parse_reliability(reliability, modalities)
     reliability = dict(reliability or {})
     for name in reliability:
         if name not in modalities:
             raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
     reliability = {**(default_reliability or {}), **reliability}
-    rel = {m: check_number(f"reliability of {m}", reliability.get(m, 1.0), 0.0, MAX_RELIABILITY) for m in modalities}
-    guidance = check_number("guidance", guidance, 0.0, MAX_GUIDANCE)
-    if isinstance(steps, float) and steps.is_integer():
-        steps = int(steps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= max_steps:
-        raise ConditionError(f"steps: expected a whole number from 1 to {max_steps}, got {steps!r}")
-    if isinstance(seed, float) and seed.is_integer():
-        seed = int(seed)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConditionError(f"seed: expected a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    rel = {m: check_range(f"reliability of {m}", reliability.get(m, 1.0), RELIABILITY) for m in modalities}
+    guidance = check_range("guidance", guidance, GUIDANCE)
+    steps = check_range("steps", steps, STEPS)
+    seed = check_range("seed", seed, SEED)
     if sampler not in samplers:
         raise ConditionError(f"sampler: unknown sampler {sampler!r}; accepted: {', '.join(samplers)}")
     seg_ids = seg_from_image(seg, size, strict=strict_palette, palette=palette) if seg is not None else None

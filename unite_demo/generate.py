@@ -17,8 +17,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from . import worlds
 from .conditions import ConditionError, to_uint8
-from .world import BUILTIN, DEFAULTS, get_world, world_names
+from .limits import DEFAULTS, GUIDANCE, RELIABILITY, STEPS
+from .world import BUILTIN
 
 DISPLAY_SIZE = 256
 
@@ -35,16 +37,19 @@ def save_image(x, path: Path, size: int | None = None) -> None:
 def main(argv=None) -> int:
     d = DEFAULTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", default=BUILTIN, help=f"{', '.join(world_names())} (default {BUILTIN}; the "
+    ap.add_argument("--world", default=BUILTIN, help=f"{', '.join(worlds.names())} (default {BUILTIN}; the "
                     "pretrained ones need their weights configured, see the README)")
     ap.add_argument("--seg", help="segmentation map PNG in the world's palette colours (sd15: ADE20K)")
     ap.add_argument("--sketch", help="sketch PNG (white strokes on black, or dark strokes on white)")
     ap.add_argument("--text", help="caption")
     ap.add_argument("--class", dest="class_name", help="ImageNet class name or id 0..999 (worlds with a class "
                     "expert: sd15-dit)")
-    ap.add_argument("--reliability", default="", help="per-modality reliability, e.g. seg=1,sketch=1,text=1 (0..3)")
-    ap.add_argument("--guidance", help=f"guidance scale s (default: the world's, {d['guidance']} for {BUILTIN})")
-    ap.add_argument("--steps", help=f"denoising steps (default: the world's, {d['steps']} for {BUILTIN})")
+    ap.add_argument("--reliability", default="", help="per-modality reliability, e.g. seg=1,sketch=1,text=1 "
+                    f"({RELIABILITY.low:g}..{RELIABILITY.high:g})")
+    ap.add_argument("--guidance", help=f"guidance scale s, {GUIDANCE.low:g}..{GUIDANCE.high:g} (default: the world's, "
+                    f"{d['guidance']} for {BUILTIN})")
+    ap.add_argument("--steps", help=f"denoising steps, {STEPS.low}..{STEPS.high} (default: the world's, {d['steps']} "
+                    f"for {BUILTIN})")
     ap.add_argument("--seed", default=d["seed"], help="random seed (default 0)")
     ap.add_argument("--sampler", default=d["sampler"], help="dpmpp or ddim (default dpmpp)")
     ap.add_argument("--size", type=int, default=0, help=f"also upscale the output to this size (e.g. {DISPLAY_SIZE})")
@@ -58,7 +63,7 @@ def main(argv=None) -> int:
         if args.guidance is not None:
             sampling["guidance"] = args.guidance
         seed = _whole(args.seed, "seed")
-        world = get_world(args.world)
+        world = worlds.load(args.world)
         req = world.request(seg=args.seg, sketch=args.sketch, text=args.text, class_id=args.class_name,
                             reliability=args.reliability, seed=seed, sampler=args.sampler, **sampling)
     except (ConditionError, ValueError, FileNotFoundError) as e:  # sd15.WeightsMissing is a FileNotFoundError

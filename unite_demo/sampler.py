@@ -9,9 +9,10 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from .experts import Denoiser, eps_to_x0
+from .limits import MAX_SAMPLER_STEPS, STEPS
 
 SAMPLERS = ("dpmpp", "ddim")
-MIN_STEPS, MAX_STEPS = 1, 200
+MIN_STEPS, MAX_STEPS = int(STEPS.low), MAX_SAMPLER_STEPS
 
 
 @dataclass

@@ -1,11 +1,11 @@
-"""Worlds (expert bundles) and the one generation entry point used by the CLI, the page and the
-benchmark: request -> conditions -> product of experts -> sampler -> frames."""
+"""A world (a bundle of experts in one image space) and the built-in cartoon-faces world: the one
+generation entry point of the CLI, the page and the benchmark, request -> conditions -> product of
+experts -> sampler -> frames. unite_demo.worlds lists and loads every world."""
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from .combine import ProductOfExperts
-from .conditions import ConditionError, Request, make_request
+from .conditions import Request, make_request
 from .experts import Expert, FaceDenoiser
 from .faces import FACES_PALETTE
+from .limits import DEFAULTS
 from .model import MODALITIES, load_face_unet, read_metadata
 from .sampler import SAMPLERS, Frame, make_sampler, sample
 from .text import encode_captions
@@ -24,12 +25,6 @@ from .text import encode_captions
 ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = "cartoon-faces"
 FACES_DIR = Path(os.environ.get("UNITE_FACES_DIR", ROOT / "assets" / "experts"))
-
-# Defaults of the page, the CLI and the API (one place).
-# The reliabilities come from the evaluation's sweep (`python -m unite_demo.evaluate`, README): the
-# point with the highest mean of the three consistencies.
-DEFAULTS = {"guidance": 2.0, "steps": 16, "seed": 0, "sampler": "dpmpp",
-            "reliability": {"seg": 1.0, "sketch": 1.0, "text": 3.0}}
 
 
 @dataclass
@@ -45,18 +40,24 @@ class World:
     cards: dict[str, dict] = field(default_factory=dict)  # training records from the weights' metadata
     palette: tuple[tuple[str, ...], np.ndarray] = FACES_PALETTE  # the seg expert's (class names, (K,3) colours)
     class_names: tuple[str, ...] = ()  # the "class" expert's classes, by id (worlds with one)
-    defaults: dict = field(default_factory=dict)  # sampling defaults where they differ from DEFAULTS
+    defaults: dict = field(default_factory=dict)  # sampling defaults where they differ from limits.DEFAULTS
+    subject: str = "face"  # what it draws, for the notes
 
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(e.name for e in self.experts)
 
+    def sampling_defaults(self) -> dict:
+        """Steps, guidance, seed and sampler when a request does not say: limits.DEFAULTS, with this world's own."""
+        return {k: v for k, v in {**DEFAULTS, **self.defaults}.items() if k != "reliability"}
+
     def request(self, **inputs) -> Request:
-        """Validate raw inputs for this world (see conditions.make_request)."""
-        inputs = {"guidance": DEFAULTS["guidance"], "steps": DEFAULTS["steps"], "seed": DEFAULTS["seed"],
-                  "sampler": DEFAULTS["sampler"], **self.defaults, **inputs}
+        """Validate raw inputs for this world (see conditions.make_request); `class_id` takes a class
+        id or name in worlds with a class expert."""
         return make_request(self.image_size, self.modalities, samplers=SAMPLERS,
-                            default_reliability=DEFAULTS["reliability"], palette=self.palette, **inputs)
+                            default_reliability=DEFAULTS["reliability"], palette=self.palette,
+                            class_names=self.class_names, subject=self.subject,
+                            **{**self.sampling_defaults(), **inputs})
 
     def read_caption(self, text: str | None) -> dict[str, tuple[str, float]]:
         """What the text expert takes from a caption: {attribute: (value, probability)} for the
@@ -125,53 +126,3 @@ def load_faces_world(folder: Path | str = FACES_DIR, trace: bool = True) -> Worl
     first = json.loads(read_metadata(files[MODALITIES[0]])["config"])
     return World(BUILTIN, experts, first["image_size"], first["num_train_timesteps"], first["beta_schedule"],
                  baselines, cards)
-
-
-_LOADED: dict[str, World] = {}
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def world_names() -> list[str]:
-    """Every world there is; the pretrained ones load only where their weights are configured."""
-    from . import sd15
-    return [BUILTIN, *sd15.WORLDS]
-
-
-class WorldLoadError(OSError):
-    """A world's weights are there but could not be loaded; the other worlds are not affected."""
-
-
-def _load_world(name: str) -> World:
-    if name == BUILTIN:
-        return load_faces_world()
-    from . import sd15  # the pretrained worlds' code is imported only when one is asked for
-    if name in sd15.WORLDS:
-        return sd15.load_world(name)
-    raise ConditionError(f"unknown world {name!r}; accepted: {', '.join(world_names())}")
-
-
-def get_world(name: str = BUILTIN) -> World:
-    """A world, loaded once per process (until unload_world); one lock per name, so loading a large
-    world does not hold up requests to the others."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(name, threading.Lock())
-    with lock:
-        if name not in _LOADED:
-            try:
-                _LOADED[name] = _load_world(name)
-            except (ConditionError, FileNotFoundError):  # an unknown name, weights not there: their own messages
-                raise
-            except Exception as e:  # damaged or unreadable weights, out of memory, ...
-                raise WorldLoadError(f"{name} could not be loaded ({type(e).__name__}: {e})") from e
-        return _LOADED[name]
-
-
-def unload_world(name: str) -> None:
-    """Forget a loaded world and free its networks' memory; the next get_world loads it again."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(name, threading.Lock())
-    with lock:
-        world = _LOADED.pop(name, None)
-    if world is not None:
-        world.unload()

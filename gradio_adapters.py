@@ -1,0 +1,233 @@
+"""The studio's adaptations to gradio, the only module beside app.py that imports gradio (the core,
+unite_demo, never does). Each names the gradio behaviour it works around and the version it was seen
+in; tests/test_gradio_adapters.py holds a canary per adaptation that fails once gradio stops behaving
+that way, so an upgrade says which adaptation to delete."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pydantic
+from gradio import processing_utils
+from gradio.components.image_editor import EditorData
+from gradio_client import utils as client_utils
+from PIL import Image
+
+from unite_demo.conditions import ConditionError, check_image_file
+
+
+def cache_image(value, cache_dir: str, format: str):
+    """An image (array or PIL) -> its file in gradio's cache, written once under a temporary name and
+    renamed into place (a file already there is only touched: gradio's cache cleaning ages files by
+    their time); anything else as it is."""
+    if not isinstance(value, (np.ndarray, Image.Image)):
+        return value
+    buf = io.BytesIO()
+    (value if isinstance(value, Image.Image) else Image.fromarray(value)).save(buf, format=format)
+    data = buf.getvalue()
+    folder = Path(cache_dir) / hashlib.sha256(data).hexdigest()
+    folder.mkdir(exist_ok=True, parents=True)
+    path = (folder / f"image.{format}").resolve()
+    if path.is_file() and path.stat().st_size == len(data):
+        os.utime(path)
+        return str(path)
+    fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+# gradio 6.31.0 rewrites a cached image in place on every use (processing_utils.save_pil_to_cache), and the
+# cache is keyed by content: the same image in two messages was truncated under a client still fetching it.
+class ResultImage(gr.Image):
+    """gr.Image whose images reach the cache whole (cache_image)."""
+
+    def postprocess(self, value):
+        return super().postprocess(cache_image(value, self.GRADIO_CACHE, self.format))
+
+    def get_block_name(self) -> str:
+        return "image"
+
+
+# gradio 6.31.0 coerces or refuses what a caller sends in its own words, without naming the input (Slider and
+# Number: "Value 5 is greater than maximum value 3."; Textbox: str(5); Dropdown: its choices).
+class AsSent:
+    """An input whose value reaches the event's function as the caller sent it, for unite_demo.conditions
+    to judge and name (None: the world's default). Mixed into a gradio component, last among the bases."""
+
+    def preprocess(self, payload):
+        return payload
+
+    def get_block_name(self) -> str:  # the gradio component's own frontend
+        return type(self).__bases__[-1].__name__.lower()
+
+
+class SentSlider(AsSent, gr.Slider):
+    pass
+
+
+class SentNumber(AsSent, gr.Number):
+    pass
+
+
+class SentTextbox(AsSent, gr.Textbox):
+    pass
+
+
+class SentDropdown(AsSent, gr.Dropdown):
+    pass
+
+
+# gradio 6.31.0's ImageEditor decodes every file it is sent without a size limit, and answers a value of the
+# wrong shape with a server error (pydantic's ValidationError) that names no input.
+class CanvasTwin(gr.ImageEditor):
+    """The hidden twin of a page canvas, which the server's events read and write (see TWINS below),
+    labelled with the input's name in messages (its gradio arguments, unchanged, give it no other
+    value): a value of the wrong shape is refused, and every file checked from its header (conditions.check_image_file:
+    readable, not oversized) before gradio decodes it, with a message naming the input; its images reach
+    the cache whole (cache_image)."""
+
+    @property
+    def input_name(self) -> str:  # its label: never shown, named in messages
+        return getattr(self, "label", None) or "image"  # (gradio reads data_model before it sets the label)
+
+    @property
+    def data_model(self) -> type[EditorData]:
+        return named_editor_data(self.input_name)
+
+    def get_block_name(self) -> str:
+        return "imageeditor"
+
+    def preprocess(self, payload):
+        try:
+            for image in self.files(payload):
+                check_image_file(image, self.input_name)
+            return super().preprocess(payload)
+        except ConditionError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except gr.Error as e:
+            raise gr.Error(f"{self.input_name}: {e.message}", print_exception=False) from None
+        except (OSError, ValueError, TypeError, ArithmeticError, SyntaxError, Image.DecompressionBombError) as e:
+            raise gr.Error(f"{self.input_name}: cannot read the image ({e}); accepted: PNG, JPEG, WebP, BMP",
+                           print_exception=False) from None
+
+    def files(self, payload) -> list:
+        """The files of a value (uploaded paths, or the page's canvas blobs as bytes), unread."""
+        if payload is None:
+            return []
+        parts = [payload.background, payload.composite, *payload.layers]
+        if payload.id is not None and self.blob_storage.get(payload.id) is not None:
+            blobs = self.blob_storage[payload.id]
+            parts += [blobs.background, blobs.composite, *blobs.layers]
+        return [io.BytesIO(p) if isinstance(p, (bytes, bytearray)) else p.path for p in parts if p is not None]
+
+    def postprocess(self, value):
+        if isinstance(value, dict):
+            value = {**value, "background": cache_image(value.get("background"), self.GRADIO_CACHE, self.format),
+                     "composite": cache_image(value.get("composite"), self.GRADIO_CACHE, self.format),
+                     "layers": [cache_image(v, self.GRADIO_CACHE, self.format) for v in value.get("layers") or []]}
+        return super().postprocess(cache_image(value, self.GRADIO_CACHE, self.format))
+
+
+def canvas_twin(value, name: str) -> CanvasTwin:
+    """The twin of a canvas holding `value`, named `name` in messages."""
+    return CanvasTwin(value=value, label=name, type="numpy", image_mode="RGBA", format="png", visible=False)
+
+
+@functools.lru_cache(maxsize=None)
+def named_editor_data(name: str) -> type[EditorData]:
+    """gradio's EditorData, with a message naming the input for a value of the wrong shape."""
+
+    class Named(EditorData):
+        @classmethod
+        def model_validate(cls, obj, *args, **kwargs):
+            try:
+                return super().model_validate(obj, *args, **kwargs)
+            except pydantic.ValidationError:
+                shown = repr(obj) if len(repr(obj)) <= 80 else repr(obj)[:77] + "..."
+                raise gr.Error(f"{name}: expected an image editor value {{'background': image, 'layers': [images], "
+                               f"'composite': image, 'id': None}} or None, got {shown}",
+                               print_exception=False) from None
+
+    return Named
+
+
+# gradio 6.31.0 checks and moves a caller's files before any component code runs, with no public hook: a file
+# the caller did not upload is a server error naming no input, and an image URL is downloaded.
+GRADIO_MOVE_FILES = processing_utils.async_move_files_to_cache
+
+
+async def move_files_to_cache(data, block, *args, **kwargs):
+    """gradio's processing_utils.async_move_files_to_cache; for a canvas twin's value sent by a caller, a
+    URL is refused (the studio works offline) and a file not uploaded to this server is refused, each with a
+    message naming the input."""
+    if not isinstance(block, CanvasTwin) or not kwargs.get("check_in_upload_folder"):
+        return await GRADIO_MOVE_FILES(data, block, *args, **kwargs)
+    paths = []
+    client_utils.traverse(data, lambda d: paths.append(d["path"]), client_utils.is_file_obj_with_meta)
+    for path in paths:
+        if client_utils.is_http_url_like(path):
+            raise gr.Error(f"{block.input_name}: a URL ({path[:80]}) is not fetched; upload the image file instead "
+                           "(gradio_client's handle_file does, given a local path)", print_exception=False)
+    try:
+        return await GRADIO_MOVE_FILES(data, block, *args, **kwargs)
+    except (OSError, ValueError) as e:  # gradio's InvalidPathError is a ValueError
+        raise gr.Error(f"{block.input_name}: {e}", print_exception=False) from None
+
+
+def guard_file_moves() -> None:
+    """Put move_files_to_cache where gradio's event processing calls it (process-wide)."""
+    processing_utils.async_move_files_to_cache = move_files_to_cache
+
+
+# gradio 6.31.0 asks matplotlib for its backend around every event (utils.MatplotlibBackendMananger): the first
+# event would pay matplotlib's import (~1 s).
+def import_matplotlib_now() -> None:
+    try:
+        import matplotlib
+
+        matplotlib.get_backend()
+    except ImportError:
+        pass
+
+
+# TWINS. gradio 6.31.0's page asks every component that took part in a finished server event for its value again
+# on every streamed message (to refresh its loading status), and an image editor answers by exporting its canvas
+# and uploading it: four requests per preview, a sampler starved of CPU. So the page's canvases only ever meet
+# browser-side events, which copy their content to and from hidden twins (CanvasTwin: never rendered, so never
+# asked); the server's events read and write the twins.
+SEND_JS = "(...values) => values"  # canvases -> twins, just before a server event reads them
+SHOW_JS = "(...values) => { window.__uniteLiveKick?.(); return values; }"  # twins -> canvases
+BRUSH_JS = "(brush) => ({__type__: 'update', brush})"  # a world's painter palette (from a gr.JSON twin) -> the painter
+
+
+def live_mode_js(debounce_s: float) -> str:
+    """The page's script for live mode: a change waits debounce_s for the next one, then presses the hidden
+    live button (LIVE_JS kicks it). The canvases meet no server event (TWINS), so they say they changed by
+    a pointer released over them."""
+    return f"""() => {{
+  window.__uniteLiveKick = () => {{
+    const live = document.querySelector('#live input');
+    if (!live || !live.checked) return;
+    clearTimeout(window.__uniteLive);
+    window.__uniteLive = setTimeout(() => document.querySelector('#live-go')?.click(), {int(debounce_s * 1000)});
+  }};
+  document.addEventListener('pointerup', (e) => {{
+    if (e.target instanceof Element && e.target.closest('#seg-painter, #sketch-canvas')) window.__uniteLiveKick();
+  }}, true);
+}}"""
+
+
+LIVE_JS = "() => { window.__uniteLiveKick?.(); return []; }"

@@ -1,0 +1,115 @@
+"""Canaries: one per adaptation in gradio_adapters.py, each asserting the gradio behaviour it works
+around. A canary that fails after a gradio upgrade says that its adaptation may be deleted (and the
+tests of the page, tests/test_app.py and tests/test_server_hardening.py, say whether it still must)."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pydantic
+import pytest
+from gradio import processing_utils
+from gradio.components.image_editor import EditorData
+from gradio.context import LocalContext
+from gradio.data_classes import FileData
+from PIL import Image
+
+import gradio_adapters
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gradio_rewrites_a_cached_image_in_place(tmp_path):  # -> ResultImage, CanvasTwin.postprocess
+    img = Image.new("RGB", (8, 8), (200, 10, 10))
+    path = Path(processing_utils.save_pil_to_cache(img, str(tmp_path), format="png"))
+    inode = path.stat().st_ino
+    path.write_bytes(b"x")  # what a client would be fetching
+    assert processing_utils.save_pil_to_cache(img, str(tmp_path), format="png") == str(path)
+    assert path.stat().st_ino == inode and path.read_bytes() != b"x"  # written again, in the same file
+
+
+def test_our_cached_image_is_written_once_and_whole(tmp_path):
+    img = Image.new("RGB", (8, 8), (200, 10, 10))
+    path = Path(gradio_adapters.cache_image(img, str(tmp_path), "png"))
+    inode = path.stat().st_ino
+    assert gradio_adapters.cache_image(np.asarray(img), str(tmp_path), "png") == str(path)
+    assert path.stat().st_ino == inode and Image.open(path).size == (8, 8)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging file left
+
+
+def test_gradio_inputs_coerce_or_refuse_a_callers_value_in_their_own_words():  # -> AsSent
+    with pytest.raises(gr.Error, match="Value 5 is greater than maximum value 3"):
+        gr.Slider(0, 3).preprocess(5)
+    with pytest.raises(gr.Error, match="maximum value"):
+        gr.Number(minimum=0, maximum=10).preprocess(11)
+    assert gr.Textbox().preprocess(5) == "5"
+    with pytest.raises(gr.Error, match="not in the list of choices"):
+        gr.Dropdown(["dpmpp", "ddim"]).preprocess("euler")
+    assert gradio_adapters.SentSlider(0, 3).preprocess(5) == 5 and gradio_adapters.SentTextbox().preprocess(5) == 5
+
+
+def test_our_components_keep_gradios_frontend_components():
+    pairs = [(gradio_adapters.SentSlider(0, 1), gr.Slider(0, 1)), (gradio_adapters.SentNumber(), gr.Number()),
+             (gradio_adapters.SentTextbox(), gr.Textbox()), (gradio_adapters.SentDropdown(["a"]), gr.Dropdown(["a"])),
+             (gradio_adapters.ResultImage(), gr.Image()), (gradio_adapters.CanvasTwin(label="sketch"), gr.ImageEditor())]
+    for ours, theirs in pairs:  # the same frontend component, given the same properties
+        assert ours.get_block_name() == theirs.get_block_name()
+        assert set(ours.get_config()) == set(theirs.get_config())
+
+
+def test_gradio_editor_answers_a_wrong_shape_with_a_validation_error_naming_no_input():  # -> named_editor_data
+    with pytest.raises(pydantic.ValidationError):
+        EditorData.model_validate("a.png")
+    with pytest.raises(gr.Error, match="sketch: expected an image editor value"):
+        gradio_adapters.named_editor_data("sketch").model_validate("a.png")
+
+
+def test_gradio_editor_decodes_a_file_of_any_size(tmp_path):  # -> CanvasTwin.preprocess
+    wide = Image.new("RGBA", (4097, 1), (0, 0, 0, 255))
+    wide.save(tmp_path / "wide.png")
+    value = EditorData(background=FileData(path=str(tmp_path / "wide.png")), layers=[], composite=None)
+    assert gr.ImageEditor(type="numpy").preprocess(value)["background"].shape[:2] == (1, 4097)
+    with pytest.raises(gr.Error, match="sketch: the image is 4097x1; at most 4096x4096"):
+        gradio_adapters.CanvasTwin(label="sketch").preprocess(value)
+
+
+def moved(block, path: str):
+    """gradio's own move of a caller's file for `block`, as in an event of a launched app."""
+    with gr.Blocks() as demo:
+        pass
+    demo.has_launched = True
+    token = LocalContext.blocks.set(demo)
+    try:
+        return asyncio.run(gradio_adapters.GRADIO_MOVE_FILES({"path": path, "meta": {"_type": "gradio.FileData"}},
+                                                              block, check_in_upload_folder=True))
+    finally:
+        LocalContext.blocks.reset(token)
+
+
+def test_gradio_refuses_a_file_not_uploaded_without_naming_the_input_and_downloads_urls(monkeypatch):
+    editor = gr.ImageEditor()  # -> move_files_to_cache
+    with pytest.raises(ValueError, match="it was not uploaded by a user") as refused:
+        moved(editor, "/etc/passwd")
+    assert not isinstance(refused.value, gr.Error)
+    fetched = []
+
+    async def download(url, cache_dir):
+        fetched.append(url)
+        return str(ROOT / "assets" / "examples" / "seg_0.png")
+
+    monkeypatch.setattr(processing_utils, "async_ssrf_protected_download", download)
+    moved(editor, "http://127.0.0.1:9/x.png")
+    assert fetched == ["http://127.0.0.1:9/x.png"]
+
+
+def test_gradio_asks_matplotlib_for_its_backend_around_every_event():  # -> import_matplotlib_now
+    code = ("import sys; from gradio import utils\n"
+            "with utils.MatplotlibBackendMananger():\n    pass\n"
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    assert out.stdout.strip() == "True", out.stderr[-2000:]

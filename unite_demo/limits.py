@@ -1,0 +1,40 @@
+"""The one table of limits and defaults. The conditions validate with it, the page's widgets take
+their ranges from it, and the API and the command line accept exactly what it says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Range:
+    """The closed range an input accepts; `step` is the page's slider step."""
+
+    low: float
+    high: float
+    step: float
+    whole: bool = False  # whole numbers only
+
+
+STEPS = Range(1, 50, 1, whole=True)  # denoising steps of one run
+GUIDANCE = Range(0.0, 10.0, 0.1)  # the guidance scale s
+RELIABILITY = Range(0.0, 3.0, 0.05)  # every modality's r_i
+SEED = Range(0, 2**32 - 1, 1, whole=True)
+MAX_SAMPLER_STEPS = 200  # what sampler.sample takes from code (evaluation, benchmarks), beyond a run's STEPS
+
+MAX_TEXT_CHARS = 1000  # a caption, after control characters and extra spaces are dropped
+MAX_SIDE = 4096  # an image's larger side; larger images are refused from their header, before decoding
+MAX_UPLOAD = "10mb"  # the server refuses larger uploads (HTTP 413) before anything reads them
+
+CANVAS = 256  # side of the sketch canvas and the segmentation painter, in canvas pixels
+RESULT_SIZE = 256  # the final result, upscaled bicubic from the world's image
+PREVIEW_SIZE = 128  # the previews on the way: a quarter of the pixels, so each one encodes and travels fast
+CONDITION_SIZE = 128  # the conditions as the experts received them, upscaled nearest
+PHOTO_EDGE_SIZE = 128  # photos are edge-detected at this side, then reduced like any drawing
+
+# Defaults of the built-in world. The reliabilities come from the evaluation's sweep
+# (`python -m unite_demo.evaluate`, README): the point with the highest mean of the three consistencies.
+DEFAULTS = {"guidance": 2.0, "steps": 16, "seed": 0, "sampler": "dpmpp",
+            "reliability": {"seg": 1.0, "sketch": 1.0, "text": 3.0}}
+# The pretrained worlds' own: three guidance terms add up, so s is lower than SD's usual 7.5 for one prompt.
+SD_DEFAULTS = {"guidance": 5.0, "steps": 25}

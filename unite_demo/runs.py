@@ -1,0 +1,222 @@
+"""Runs as the page shows them: the frames of a run as display-ready updates, the conditions as the
+experts received them, the cache of finished runs, newest-wins tickets for live mode, sampling read
+ahead of streaming on its own thread, and a run's frames as an animation."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .conditions import Request
+from .faces import FACES_PALETTE
+from .limits import CONDITION_SIZE, RESULT_SIZE
+from .world import World
+
+MODALITY_NAMES = {"seg": "segmentation", "sketch": "sketch", "text": "text", "class": "class"}
+
+
+def request_key(world_name: str, req: Request) -> str:
+    """A digest of everything that determines a run's frames."""
+    h = hashlib.sha256()
+    for part in (world_name, req.text, req.class_id, sorted(req.reliability.items()), req.guidance, req.steps,
+                 req.seed, req.sampler):
+        h.update(repr(part).encode() + b"\0")
+    for arr in (req.seg, req.sketch):
+        h.update(b"none" if arr is None else np.ascontiguousarray(arr).tobytes() + repr(arr.shape).encode())
+    return h.hexdigest()
+
+
+class ResultCache:
+    """Least-recently-used cache of finished runs: key -> frames ((H,W,3) uint8, the last is final)."""
+
+    def __init__(self, max_items: int = 256):
+        self.max_items = max_items
+        self._items: OrderedDict[str, tuple[np.ndarray, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[np.ndarray, ...] | None:
+        with self._lock:
+            frames = self._items.get(key)
+            if frames is not None:
+                self._items.move_to_end(key)
+            return frames
+
+    def put(self, key: str, frames) -> None:
+        with self._lock:
+            self._items[key] = tuple(frames)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class Tickets:
+    """Newest-wins per session: a run remembers the ticket it started under and stops once a newer
+    one is issued for its session (live mode, Stop, a new Run)."""
+
+    def __init__(self, max_sessions: int = 10_000):
+        self.max_sessions = max_sessions
+        self._n: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def bump(self, session: str) -> int:
+        with self._lock:
+            n = self._n.pop(session, 0) + 1
+            self._n[session] = n
+            while len(self._n) > self.max_sessions:
+                self._n.popitem(last=False)
+            return n
+
+    def current(self, session: str) -> int:
+        with self._lock:
+            return self._n.get(session, 0)
+
+
+def frame_image(frame: np.ndarray, size: int = RESULT_SIZE) -> Image.Image:
+    """(H,W,3) uint8 -> PIL image upscaled bicubic to size x size."""
+    img = Image.fromarray(frame)
+    return img if img.width == size else img.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def describe_reading(reading: dict[str, tuple[str, float]]) -> str:
+    """{attribute: (value, probability)} -> 'hair colour: red, glasses: yes (unsure)'."""
+    if not reading:
+        return "nothing it knows (it reads hair, eyes, skin, expression, glasses, beard and background)"
+    return ", ".join(f"{name.replace('_', ' ')}: {value}" + (" (unsure)" if p < 0.6 else "")
+                     for name, (value, p) in reading.items())
+
+
+def conditions_view(req: Request, reading: dict | None = None, size: int = CONDITION_SIZE,
+                    world: World | None = None) -> tuple[Image.Image | None, Image.Image | None, str]:
+    """The conditions exactly as the experts receive them: the label map in the world's palette
+    colours, the binarised sketch (white strokes on black), the caption and what the text expert reads
+    in it (`reading`, from World.read_caption; None: not shown), the class by name; with each
+    modality's reliability. world None: the cartoon-faces palette, no classes."""
+    palette_rgb = (world.palette if world is not None else FACES_PALETTE)[1]
+    class_names = world.class_names if world is not None else ()
+    seg = sketch = None
+    if req.seg is not None:
+        seg = Image.fromarray(palette_rgb[req.seg]).resize((size, size), Image.Resampling.NEAREST)
+    if req.sketch is not None:
+        sketch = Image.fromarray(req.sketch).resize((size, size), Image.Resampling.NEAREST).convert("RGB")
+    caption = req.text if req.text is not None else "(no caption: the text expert is off)"
+    if req.text is not None and reading is not None:
+        caption += f"\n\nthe text expert reads: {describe_reading(reading)}"
+    if req.class_id is not None:
+        name = class_names[req.class_id] if req.class_id < len(class_names) else "?"
+        caption += f"\n\nclass: {name} (id {req.class_id})"
+    active = [f"{MODALITY_NAMES[m]} x{req.reliability.get(m, 0):g}" for m in req.present()
+              if req.reliability.get(m, 0) > 0]
+    weights = ", ".join(active) if active else "none (unconditional)"
+    return seg, sketch, f"{caption}\n\nexperts: {weights}; guidance {req.guidance:g}"
+
+
+@dataclass
+class Update:
+    """One message to the page: a preview (or the final image) with its progress line."""
+
+    step: int
+    total: int
+    image: Image.Image | None
+    status: str
+    seg: Image.Image | None = None
+    sketch: Image.Image | None = None
+    caption: str = ""
+    done: bool = False
+    cached: bool = False
+    superseded: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+def status_line(step: int, total: int, notes: tuple[str, ...], tail: str = "") -> str:
+    line = f"step {step} / {total}" + (f" · {tail}" if tail else "")
+    return "\n".join([line, *(f"note: {n}" for n in notes)])
+
+
+def read_ahead(items: Iterator, stop: Callable[[], bool] = lambda: False, depth: int = 4) -> Iterator:
+    """`items`, produced in a worker thread up to `depth` ahead of the consumer: the sampler computes
+    step k+1 while the page encodes and sends the preview of step k. The producer stops before its next
+    item once `stop()` is true or the consumer has closed (Stop, a client gone, a newer live run);
+    its exceptions are raised in the consumer."""
+    out: queue.Queue = queue.Queue(depth)
+    closed = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not closed.is_set():
+            try:
+                out.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            while not (closed.is_set() or stop()):
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                if not put((item, None)):
+                    break
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            put((end, e))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        put((end, None))
+
+    threading.Thread(target=produce, name="read-ahead", daemon=True).start()
+    try:
+        while True:
+            item, error = out.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        closed.set()
+
+
+def save_frames(frames: list[Image.Image], path: Path, duration_ms: int = 120, hold_ms: int = 1200) -> Path:
+    """Preview frames -> an animated GIF or WebP (by suffix) that holds the final image a while."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    durations = [duration_ms] * (len(frames) - 1) + [hold_ms]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0,
+                   **({"lossless": True} if path.suffix.lower() == ".webp" else {"optimize": False}))
+    return path
+
+
+def release_memory() -> None:
+    """Give the memory a finished run freed back to the system. The runs allocate in the threads that
+    serve them, and glibc keeps what each thread's arena freed while any small block in it lives on (the
+    frames the result cache keeps): the server grew by 0.3 to 0.7 MB per request with canvases (+4 to +14 %
+    over the 100 requests of scripts/load_test.py; with this, under 1 %). malloc_trim takes ~2 ms; without
+    glibc this does nothing."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
+
+
+try:
+    MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+except (OSError, AttributeError):
+    MALLOC_TRIM = None
