@@ -44,6 +44,8 @@ CSS = """
 #progress { min-height: 3em; font-family: ui-monospace, monospace; }
 .palette-legend { font-size: 0.9em; max-height: 9em; overflow-y: auto; }
 """
+
+
 def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance, sampler,
              world, live, class_name="", r_class=1.0, request: gr.Request = None):
     """Generate an image from a segmentation map, a sketch and a caption (and, in worlds with a class

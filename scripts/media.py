@@ -306,12 +306,27 @@ def shown_image(page, elem_id: str):
     return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
 
 
-def make_freehand(url: str, out: Path) -> Path:
+def freehand_miou(received_view: np.ndarray, result: np.ndarray) -> float:
+    """mIoU between the segmenter's map of the final image (256 px, box-reduced to 32) and the map the
+    seg expert received (its 128 px view)."""
+    from PIL import Image
+
+    from unite_demo import metric_nets
+    from unite_demo.conditions import seg_from_image
+    from unite_demo.metrics import miou
+
+    received = seg_from_image(received_view, 32)
+    small = np.asarray(Image.fromarray(result).resize((32, 32), Image.Resampling.BOX))
+    return miou(metric_nets.segment(metric_nets.load_net("segmenter"), small[None])[0], received)
+
+
+def make_freehand(url: str, out: Path) -> tuple[Path, list[float]]:
     """Each FREEHAND face painted in the page from a blank map, run with the page's defaults: a row of
-    (map and sketch as the experts received them, the result) per face, the caption under it."""
+    (map and sketch as the experts received them, the result) per face, the caption under it. Also
+    returns each face's freehand_miou."""
     from PIL import Image, ImageDraw
 
-    tiles = []
+    tiles, scores = [], []
     with chromium() as browser:
         page = browser.new_page(viewport=VIEWPORT)
         sp = StudioPage(page, url).open()
@@ -319,10 +334,11 @@ def make_freehand(url: str, out: Path) -> Path:
             sp.paint_face(face)
             page.locator("#caption textarea").fill(face["caption"])
             sp.run_and_time()
-            tiles.append([Image.fromarray(shown_image(page, e)).resize((160, 160), Image.Resampling.NEAREST)
-                          for e in ("cond-seg", "cond-sketch", "result")])
-    cols, w, h = 2, 3 * 160 + 20, 160 + 40
-    sheet = Image.new("RGB", (cols * w + 10, (len(tiles) + cols - 1) // cols * h + 10), "white")
+            views = [shown_image(page, e) for e in ("cond-seg", "cond-sketch", "result")]
+            scores.append(freehand_miou(views[0], views[2]))
+            tiles.append([Image.fromarray(v).resize((160, 160), Image.Resampling.NEAREST) for v in views])
+    cols, w, h = 2, 3 * 162 + 20, 160 + 40
+    sheet = Image.new("RGB", (cols * w, (len(tiles) + cols - 1) // cols * h + 10), "white")
     draw = ImageDraw.Draw(sheet)
     for k, (row, face) in enumerate(zip(tiles, FREEHAND)):
         x0, y0 = 10 + (k % cols) * w, 10 + (k // cols) * h
@@ -332,7 +348,7 @@ def make_freehand(url: str, out: Path) -> Path:
         draw.text((x0, y0 + 166), caption, fill="black")
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
-    return out
+    return out, scores
 
 
 def make_screenshot(url: str, out: Path) -> dict:
@@ -386,7 +402,9 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     print(f"wrote {make_animation(args.animation)}")
     with serve() as url:
-        print(f"wrote {make_freehand(url, args.freehand)}")
+        path, scores = make_freehand(url, args.freehand)
+        print(f"wrote {path}; mIoU of each result's map against the painted map: "
+              + ", ".join(f"{v:.3f}" for v in scores) + f" (mean {np.mean(scores):.3f})")
         timing = make_screenshot(url, args.screenshot)
     print(f"wrote {args.screenshot} (run: first preview {timing['first_preview_s']:.2f} s, "
           f"final {timing['final_s']:.2f} s)")

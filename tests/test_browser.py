@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.media import FREEHAND, VIEWPORT, StudioPage, chromium, serve, shown_image
-from unite_demo import canvas, metric_nets
+from scripts.media import FREEHAND, VIEWPORT, StudioPage, chromium, freehand_miou, serve, shown_image
+from unite_demo import canvas
 from unite_demo.conditions import seg_from_image, sketch_from_image
 from unite_demo.examples import load_examples
 from unite_demo.faces import PALETTE_RGB, make_face
-from unite_demo.metrics import miou
 
 pytestmark = pytest.mark.slow
 GLASSES = tuple(int(c) for c in PALETTE_RGB[6])
@@ -57,7 +56,7 @@ def test_draw_paint_type_slide_run_watch_previews_then_stop(studio_page, tmp_pat
         sp.stroke("#seg-painter", [(0.25, y), (0.75, y)])  # glasses across the eyes
     caption = "a smiling person with glasses and short red hair"
     sp.page.locator("#caption textarea").fill(caption)
-    assert sp.nudge_slider("text-reliability", -10) == "2.5"  # from the default 3, ten steps of 0.05 down
+    assert sp.nudge_slider("text-reliability", -10) == "1.5"  # from the default 2, ten steps of 0.05 down
 
     uploads = []
     sp.page.on("request", lambda r: uploads.append(r.url) if r.url.split("?")[0].endswith("/upload") else None)
@@ -73,7 +72,7 @@ def test_draw_paint_type_slide_run_watch_previews_then_stop(studio_page, tmp_pat
     assert "done" in sp.progress()
 
     received = sp.page.locator("#cond-text textarea").input_value()
-    assert received.startswith(caption) and "text x2.5" in received
+    assert received.startswith(caption) and "text x1.5" in received
     seg = shown(sp, "cond-seg")
     assert (seg == GLASSES).all(-1).mean() > 0.03  # the painted region reached the expert as glasses
     sketch = shown(sp, "cond-sketch")
@@ -146,10 +145,11 @@ def test_examples_fill_every_input_and_a_photo_upload_shows_its_sketch(studio_pa
     assert "OpenCV Canny" in sp.progress()
 
 
-# mIoU between the segmenter's map of the final image and the map the seg expert received, for a
-# face painted off-centre from a blank map. Measured over FREEHAND faces with the shipped experts:
-# see the value's comment where it is set.
-FREEHAND_MIOU = None
+# mIoU between the segmenter's map of the final image and the map the seg expert received, for
+# FREEHAND[0] painted from a blank map: 0.43 measured with the shipped experts (the drawn set's
+# product gets about 0.6, its unconditional samples 0.11, a face at the wrong place or size well
+# under 0.3). 0.3 leaves room for the page's own small variations and fails a face that ignores the map.
+FREEHAND_MIOU = 0.3
 
 
 def test_a_face_painted_off_centre_from_a_blank_map_comes_out_where_it_was_painted(studio_page, tmp_path):
@@ -164,12 +164,9 @@ def test_a_face_painted_off_centre_from_a_blank_map_comes_out_where_it_was_paint
     ys, xs = np.nonzero(received == 1)
     assert xs.mean() > 17 and ys.mean() < 16  # the skin ellipse sits where it was painted
     assert {1, 2, 3, 5} <= set(np.unique(received))  # skin, hair cap, eyes, mouth
-    sketch = shown(sp, "cond-sketch")[2::4, 2::4, 0] > 0
-    assert sketch[:, 16:].sum() > 3 * sketch[:, :16].sum()  # the outline drawn on the right half
-    assert "background: sky blue" in sp.page.locator("#cond-text textarea").input_value()  # "a blue background"
-    result = Image.fromarray(shown(sp, "result")).resize((32, 32), Image.Resampling.BOX)
-    got = metric_nets.segment(metric_nets.load_net("segmenter"), np.asarray(result)[None])[0]
-    score = miou(got, received)
+    strokes_x = np.nonzero(shown(sp, "cond-sketch")[2::4, 2::4, 0] > 0)[1]
+    assert strokes_x.mean() > 17  # the outline drawn right of centre
+    score = freehand_miou(shown(sp, "cond-seg"), shown(sp, "result"))
     print(f"freehand face: mIoU {score:.3f} between the result's map and the painted map")
     sp.page.screenshot(path=str(tmp_path / "freehand.png"), full_page=True)
     assert score >= FREEHAND_MIOU, score

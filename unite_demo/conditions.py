@@ -40,7 +40,7 @@ def null_conditions(batch: int, size: int) -> dict[str, torch.Tensor]:
 
 def face_conditions(faces, modalities=("seg", "sketch", "text")) -> dict[str, torch.Tensor]:
     """Training batch: the listed modalities of these faces, the others null."""
-    size = faces[0].image.shape[0]
+    size = faces[0].seg.shape[0]
     cond = null_conditions(len(faces), size)
     if "seg" in modalities:
         cond["seg"] = torch.stack([seg_tensor(f.seg) for f in faces])

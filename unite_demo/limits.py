@@ -35,6 +35,6 @@ PHOTO_EDGE_SIZE = 128  # photos are edge-detected at this side, then reduced lik
 # Defaults of the built-in world. The reliabilities come from the evaluation's sweep
 # (`python -m unite_demo.evaluate`, README): the point with the highest mean of the three consistencies.
 DEFAULTS = {"guidance": 2.0, "steps": 16, "seed": 0, "sampler": "dpmpp",
-            "reliability": {"seg": 1.0, "sketch": 1.0, "text": 3.0}}
+            "reliability": {"seg": 1.5, "sketch": 1.0, "text": 2.0}}
 # The pretrained worlds' own: three guidance terms add up, so s is lower than SD's usual 7.5 for one prompt.
 SD_DEFAULTS = {"guidance": 5.0, "steps": 25}
