@@ -185,7 +185,7 @@ def test_request_key_covers_every_input(world):
     base = dict(text="a face with glasses", seed=1, steps=3)
     key = runs.request_key("w", request(world, **base))
     assert key == runs.request_key("w", request(world, **{**base, "text": " a face  with glasses "}))
-    for change in ({"seed": 2}, {"steps": 4}, {"guidance": 3.0}, {"sampler": "ddim"}, {"r_text": 2.0},
+    for change in ({"seed": 2}, {"steps": 4}, {"guidance": 3.0}, {"sampler": "ddim"}, {"r_text": 2.5},
                    {"text": "a face"}, {"sketch": editor(np.asarray(draw_strokes("white", "black")))}):
         assert runs.request_key("w", request(world, **{**base, **change})) != key, change
     assert runs.request_key("v", request(world, **base)) != key
