@@ -14,21 +14,17 @@ import gradio as gr  # noqa: E402
 
 from gradio_adapters import (BRUSH_JS, LIVE_JS, SEND_JS, SHOW_JS, ResultImage, SentDropdown, SentNumber,  # noqa: E402
                              SentSlider, SentTextbox, canvas_twin, guard_file_moves, import_matplotlib_now,
-                             live_mode_js)
+                             launch_options, live_mode_js, on_spaces_gpu)
 from unite_demo.conditions import ConditionError  # noqa: E402
 from unite_demo.examples import load_examples  # noqa: E402
 from unite_demo.inputs import Card, RunInputs  # noqa: E402
 from unite_demo.limits import (CANVAS, DEFAULTS, GUIDANCE, MAX_TEXT_CHARS, MAX_UPLOAD, RELIABILITY, SEED,  # noqa: E402
                                STEPS)
 from unite_demo.pages import CLASS_OFF, example_inputs, legend_html, palette_hex, random_seed  # noqa: E402
+from unite_demo.runs import UNCHANGED  # noqa: E402
 from unite_demo.sampler import SAMPLERS  # noqa: E402
 from unite_demo.studio import Studio  # noqa: E402
 from unite_demo.world import BUILTIN  # noqa: E402
-
-try:  # Hugging Face Spaces (ZeroGPU): the GPU work runs inside spaces.GPU; elsewhere nothing changes.
-    import spaces
-except ImportError:
-    spaces = None
 
 STUDIO = Studio()
 STUDIO.world(BUILTIN)  # experts loaded once and warmed up before the first visitor
@@ -36,7 +32,6 @@ EXAMPLE = example_inputs(0)  # the page's defaults form a complete example
 guard_file_moves()
 import_matplotlib_now()
 PAGE_JS = live_mode_js(debounce_s=0.35)  # live mode: a run starts this long after the last change
-MAX_SESSIONS = 1000  # gradio keeps ~120 KB per session (a copy of the page's config); 10000 by default
 
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = """
@@ -59,24 +54,19 @@ def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_t
     run = STUDIO.run(inputs, live=bool(live), session=request.session_hash if request is not None else None)
     try:
         for update in run:
-            if update.superseded:
-                yield gr.skip(), update.status, gr.skip(), gr.skip(), gr.skip()
-                return
-            if update.step == 1 and not live:
+            if update.step == 1 and not live and not update.superseded:
                 for note in update.notes:
                     gr.Info(note)
-            if update.step == 1 or update.done:  # the conditions once at the start and with the final image
-                yield update.image, update.status, update.seg, update.sketch, update.caption
-            else:
-                yield update.image, update.status, gr.skip(), gr.skip(), gr.skip()
+            yield tuple(gr.skip() if value is UNCHANGED else value for value in update.outputs())
+            if update.superseded:
+                return
     except (ConditionError, FloatingPointError) as e:
         raise gr.Error(str(e), print_exception=False) from None
     finally:  # finished, failed, Stop or a client gone: the run stops with it
         run.close()
 
 
-if spaces is not None:
-    generate = spaces.GPU(generate)
+generate = on_spaces_gpu(generate)
 
 
 def stop(request: gr.Request):
@@ -251,15 +241,6 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
 demo.queue(default_concurrency_limit=2, max_size=32)
 
 
-def launch_options(environ=os.environ) -> dict:
-    """demo.launch's arguments: this machine only (127.0.0.1) unless GRADIO_SERVER_NAME says otherwise,
-    never a share link, uploads up to MAX_UPLOAD, the MAX_SESSIONS most recent sessions remembered
-    (nothing here lives in a session's state: an older one is simply started afresh)."""
-    return dict(server_name=environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
-                server_port=int(environ.get("GRADIO_SERVER_PORT") or "7860"), share=False,
-                max_file_size=MAX_UPLOAD, state_session_capacity=MAX_SESSIONS, theme=THEME, css=CSS, js=PAGE_JS)
-
-
 if __name__ == "__main__":
     STUDIO.serve()  # CPU threads per run
-    demo.launch(**launch_options())
+    demo.launch(**launch_options(os.environ, max_file_size=MAX_UPLOAD, theme=THEME, css=CSS, js=PAGE_JS))

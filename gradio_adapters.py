@@ -231,3 +231,28 @@ def live_mode_js(debounce_s: float) -> str:
 
 
 LIVE_JS = "() => { window.__uniteLiveKick?.(); return []; }"
+
+
+# gradio 6.31.0 remembers the 10000 most recent sessions by default (Blocks.launch's state_session_capacity),
+# each with a copy of the page's config (~120 KB): 1.2 GB for visitors long gone.
+MAX_SESSIONS = 1000
+
+
+def launch_options(environ, **page) -> dict:
+    """demo.launch's arguments: this machine only (127.0.0.1) unless GRADIO_SERVER_NAME says otherwise,
+    never a share link, the MAX_SESSIONS most recent sessions remembered (nothing here lives in a
+    session's state: an older one is simply started afresh), and the page's own (upload limit, theme,
+    css, js)."""
+    return dict(server_name=environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                server_port=int(environ.get("GRADIO_SERVER_PORT") or "7860"), share=False,
+                state_session_capacity=MAX_SESSIONS, **page)
+
+
+def on_spaces_gpu(fn):
+    """On Hugging Face Spaces (ZeroGPU), fn wrapped in spaces.GPU so that its GPU work gets a GPU; elsewhere
+    (no `spaces` package) fn itself."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)

@@ -38,11 +38,6 @@ def studio_page(browser, url):
         page.close()
 
 
-def shown(sp: StudioPage, elem_id: str) -> np.ndarray:
-    """The image an output component shows, as the browser fetched it."""
-    return shown_image(sp.page, elem_id)
-
-
 def step_of(text: str) -> int:
     m = re.search(r"step (\d+) / (\d+)", text)
     return int(m.group(1)) if m else 0
@@ -73,9 +68,9 @@ def test_draw_paint_type_slide_run_watch_previews_then_stop(studio_page, tmp_pat
 
     received = sp.page.locator("#cond-text textarea").input_value()
     assert received.startswith(caption) and "text x1.5" in received
-    seg = shown(sp, "cond-seg")
+    seg = shown_image(sp.page, "cond-seg")
     assert (seg == GLASSES).all(-1).mean() > 0.03  # the painted region reached the expert as glasses
-    sketch = shown(sp, "cond-sketch")
+    sketch = shown_image(sp.page, "cond-sketch")
     assert set(np.unique(sketch)) <= {0, 255}
     default = sketch_from_image(load_examples()[0].sketch, 32)
     got = sketch[2::4, 2::4, 0]  # 128 px view of the 32x32 sketch
@@ -131,17 +126,17 @@ def test_examples_fill_every_input_and_a_photo_upload_shows_its_sketch(studio_pa
     sp.set_number("steps", 3)
     sp.run_and_time()
     expected = PALETTE_RGB[canvas.seg_from_editor(np.asarray(Image.open(example.seg).convert("RGB")), 32)]
-    assert (shown(sp, "cond-seg")[2::4, 2::4] == expected).all()  # the example's map reached the expert
+    assert (shown_image(sp.page, "cond-seg")[2::4, 2::4] == expected).all()  # the example's map reached the expert
 
     photo = tmp_path / "photo.png"
     Image.fromarray(make_face(9_000_020, 32).image).resize((256, 256), Image.Resampling.BICUBIC).save(photo)
     sp.page.locator("#sketch-canvas input[type=file]").set_input_files(str(photo))
     sp.page.wait_for_selector("#sketch-derived img", timeout=60_000)  # the page shows the sketch it derived
     assert sp.page.get_by_text("OpenCV Canny").count() >= 1
-    derived = shown(sp, "sketch-derived")
+    derived = shown_image(sp.page, "sketch-derived")
     assert set(np.unique(derived)) <= {0, 255} and 0.02 < (derived[..., 0] > 0).mean() < 0.5
     sp.run_and_time()
-    assert (shown(sp, "cond-sketch") == derived).all()  # and that is the sketch the expert received
+    assert (shown_image(sp.page, "cond-sketch") == derived).all()  # and that is the sketch the expert received
     assert "OpenCV Canny" in sp.progress()
 
 
@@ -159,14 +154,14 @@ def test_a_face_painted_off_centre_from_a_blank_map_comes_out_where_it_was_paint
     sp.page.locator("#caption textarea").fill(face["caption"])
     timing = sp.run_and_time()
     assert "done" in timing["status"]
-    received = seg_from_image(shown(sp, "cond-seg"), 32)  # the 32x32 map the seg expert was given
+    received = seg_from_image(shown_image(sp.page, "cond-seg"), 32)  # the 32x32 map the seg expert was given
     assert (received == 0).mean() > 0.5  # from a blank map: mostly background
     ys, xs = np.nonzero(received == 1)
     assert xs.mean() > 17 and ys.mean() < 16  # the skin ellipse sits where it was painted
     assert {1, 2, 3, 5} <= set(np.unique(received))  # skin, hair cap, eyes, mouth
-    strokes_x = np.nonzero(shown(sp, "cond-sketch")[2::4, 2::4, 0] > 0)[1]
+    strokes_x = np.nonzero(shown_image(sp.page, "cond-sketch")[2::4, 2::4, 0] > 0)[1]
     assert strokes_x.mean() > 17  # the outline drawn right of centre
-    score = freehand_miou(shown(sp, "cond-seg"), shown(sp, "result"))
+    score = freehand_miou(shown_image(sp.page, "cond-seg"), shown_image(sp.page, "result"))
     print(f"freehand face: mIoU {score:.3f} between the result's map and the painted map")
     sp.page.screenshot(path=str(tmp_path / "freehand.png"), full_page=True)
     assert score >= FREEHAND_MIOU, score

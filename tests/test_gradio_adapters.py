@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -113,3 +114,54 @@ def test_gradio_asks_matplotlib_for_its_backend_around_every_event():  # -> impo
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     assert out.stdout.strip() == "True", out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_gradio_page_reuploads_an_editor_input_on_every_streamed_message():  # -> TWINS (SEND_JS, CanvasTwin)
+    """A plain page: an ImageEditor as the input of a streaming event, run twice. gradio 6.31's page
+    refreshes the loading status of every component of a finished event on each streamed message by
+    asking it for its value, and the editor answers by uploading its canvas again: from the second run
+    on, the uploads grow with the messages (measured: 6 for the first run, 46 for the second of 16
+    messages). The studio's twins exist for this; once the second run uploads only once, they can go."""
+    from scripts.media import chromium, free_port
+
+    messages = 16
+
+    def stream(value):
+        for k in range(messages):
+            time.sleep(0.1)
+            yield f"message {k + 1}"
+
+    with gr.Blocks() as demo:
+        canvas = gr.ImageEditor(value=np.full((64, 64, 3), 200, np.uint8), type="numpy", elem_id="canvas")
+        out = gr.Textbox(elem_id="out")
+        gr.Button("go", elem_id="go").click(stream, canvas, out)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            uploads = []
+            page.on("request", lambda r: uploads.append(r.url) if r.url.split("?")[0].endswith("/upload") else None)
+            page.goto(url)
+            counts = []
+            for _ in range(2):
+                before = len(uploads)
+                page.locator("#go").click()
+                page.wait_for_timeout(300)
+                page.wait_for_function("() => document.querySelector('#out textarea')?.value === "
+                                       f"'message {messages}'", timeout=30000)
+                page.wait_for_timeout(500)
+                counts.append(len(uploads) - before)
+    finally:
+        demo.close()
+    print(f"canvas uploads per run of {messages} messages:", counts)
+    assert counts[1] > messages  # uploads per streamed message, not once per run
+
+
+def test_gradio_remembers_ten_thousand_sessions_by_default():  # -> MAX_SESSIONS in launch_options
+    import inspect
+
+    assert inspect.signature(gr.Blocks.launch).parameters["state_session_capacity"].default == 10000
+    options = gradio_adapters.launch_options({}, max_file_size=5)
+    assert options["state_session_capacity"] == gradio_adapters.MAX_SESSIONS < 10000
+    assert options["server_name"] == "127.0.0.1" and options["share"] is False and options["max_file_size"] == 5

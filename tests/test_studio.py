@@ -304,3 +304,19 @@ def test_serve_setup_takes_the_thread_count_from_the_environment(monkeypatch):
         assert torch.get_num_threads() == max(1, (os.cpu_count() or 2) // 2)
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_runs_messages_show_the_conditions_at_the_first_step_and_the_end_only(world):
+    updates = list(run(text="a face", seed=13, steps=4))
+    shown = [u.outputs() for u in updates]
+    assert [len(o) for o in shown] == [5] * len(updates)
+    assert all(o[0] is not runs.UNCHANGED and o[1] == u.status for o, u in zip(shown, updates))
+    views = [all(v is not runs.UNCHANGED for v in o[2:]) for o in shown]
+    assert views[0] and views[-1] and not any(views[1:-1]) and len(views) > 3 and updates[-1].done
+    assert shown[0][4] == updates[0].caption and shown[-1][2] is updates[-1].seg
+    tickets = runs.Tickets()
+    live = run(text="a face", seed=14, steps=8, live=True, session="s9", tickets=tickets)
+    next(live)
+    tickets.bump("s9")
+    last = next(live)
+    assert last.superseded and last.outputs() == (runs.UNCHANGED, last.status, *(runs.UNCHANGED,) * 3)

@@ -37,12 +37,14 @@ def test_loss_goes_down_and_training_resumes(tiny_world):
     assert int(rows[-1]["step"]) == 35
 
 
-def test_resume_continues_exactly_where_it_stopped(tmp_path):
+def test_resume_continues_exactly_where_it_stopped(tmp_path, capsys):
     """10 steps in one go == 5 steps, stop, 5 more (optimizer state and data order restored)."""
     train.main(["--expert", "text", "--steps", "10", "--out", str(tmp_path / "a"), *TINY])
     train.main(["--expert", "text", "--steps", "5", "--out", str(tmp_path / "b"), *TINY])
     # Resumed with other flags: the run goes on with the batch and learning rate it started with.
     train.main(["--expert", "text", "--steps", "5", "--out", str(tmp_path / "b"), *TINY, "--batch", "4", "--lr", "0.01"])
+    warned = capsys.readouterr().err
+    assert "--batch 4 ignored" in warned and "--lr 0.01 ignored" in warned  # and said so
     from safetensors.torch import load_file
     a, b = load_file(str(tmp_path / "a" / "last.safetensors")), load_file(str(tmp_path / "b" / "last.safetensors"))
     assert a.keys() == b.keys()

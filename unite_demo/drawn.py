@@ -10,33 +10,27 @@ words the generator's templates never use. Nothing here draws on faces.py's layo
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from .conditions import seg_from_image, sketch_from_image
-from .faces import ATTRIBUTES, PALETTE_RGB
+from .faces import ATTRIBUTES, PALETTE_RGB, Case
 
 DRAWN_SEED = 20_231_101  # the set's own seed space: cases are (DRAWN_SEED, k), no faces.SPLITS seed
 CANVAS = 256  # the page's canvas side
 DRAWN_N = 200
 
 
-@dataclass
-class DrawnCase:
-    """One hand-made input: seg (H,W class ids) and sketch (H,W, 255 = stroke) as the experts receive
-    them, the sketch's centre lines (edges, one pixel) that the output's edges are scored against, and
-    a caption with the attributes it names."""
+@dataclass(kw_only=True)
+class DrawnCase(Case):
+    """One hand-made input: seg and sketch as the experts receive them (read from the painted canvases
+    by the page's readers), and the sketch's centre lines (edges, one pixel) that the output's edges
+    are scored against."""
 
-    seed: int
-    seg: np.ndarray
-    sketch: np.ndarray
     edges: np.ndarray
-    caption: str
-    attributes: dict[str, str]
-    mentioned: tuple[str, ...] = field(default=())
     seg_canvas: np.ndarray | None = None  # (256,256,3) the painted map, palette colours
     sketch_canvas: np.ndarray | None = None  # (256,256,3) dark strokes on white
 
@@ -236,7 +230,8 @@ def drawn_case(k: int, size: int = 32) -> DrawnCase:
     seg_ids = seg_from_image(_png(seg), size)
     strokes = sketch_from_image(_png(paper), size)
     caption, mentioned = _caption(attrs, rng)
-    return DrawnCase(k, seg_ids, strokes, edges, caption, attrs, mentioned, seg, paper)
+    return DrawnCase(seed=k, seg=seg_ids, sketch=strokes, edges=edges, caption=caption, attributes=attrs,
+                     mentioned=mentioned, seg_canvas=seg, sketch_canvas=paper)
 
 
 def drawn_set(n: int = DRAWN_N, size: int = 32) -> list[DrawnCase]:

@@ -74,17 +74,24 @@ SPLITS: dict[str, range] = {
 }
 
 
-@dataclass
-class Face:
-    """One sample: image (H,W,3 uint8), seg (H,W uint8 class ids), sketch (H,W uint8, 255 = stroke)."""
+@dataclass(kw_only=True)
+class Case:
+    """One evaluation or training case: what the experts receive (seg: H,W uint8 class ids; sketch: H,W
+    uint8, 255 = stroke; a caption), the attributes of the face and those the caption names."""
 
     seed: int
-    image: np.ndarray
     seg: np.ndarray
     sketch: np.ndarray
     caption: str
     attributes: dict[str, str]
     mentioned: tuple[str, ...] = field(default=())
+
+
+@dataclass(kw_only=True)
+class Face(Case):
+    """A generated face: its image (H,W,3 uint8) and the conditions rendered from the same drawing."""
+
+    image: np.ndarray
 
     @property
     def edges(self) -> np.ndarray:
@@ -380,4 +387,5 @@ def make_face(seed: int, size: int = 32) -> Face:
     image, seg, sketch, mouth = render(attrs, rng, size)
     # A face drawn without a mouth shows no expression: its caption does not name one.
     caption, mentioned = caption_for(attrs, rng, unsaid=() if mouth else ("expression",))
-    return Face(seed, image, seg, sketch, caption, attrs, mentioned)
+    return Face(seed=seed, image=image, seg=seg, sketch=sketch, caption=caption, attributes=attrs,
+                mentioned=mentioned)

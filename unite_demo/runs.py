@@ -126,6 +126,9 @@ def conditions_view(req: Request, reading: dict | None = None, size: int = CONDI
     return seg, sketch, f"{caption}\n\nexperts: {weights}; guidance {req.guidance:g}"
 
 
+UNCHANGED = object()  # an output a message leaves as the page shows it
+
+
 @dataclass
 class Update:
     """One message to the page: a preview (or the final image) with its progress line."""
@@ -141,6 +144,15 @@ class Update:
     cached: bool = False
     superseded: bool = False
     notes: tuple[str, ...] = field(default=())
+
+    def outputs(self) -> tuple:
+        """(result, progress line, seg view, sketch view, caption view) as this message shows them:
+        the conditions once at the first step and again with the final image; a run superseded by
+        a newer live run changes only the progress line (UNCHANGED for the others)."""
+        if self.superseded:
+            return UNCHANGED, self.status, UNCHANGED, UNCHANGED, UNCHANGED
+        views = (self.seg, self.sketch, self.caption) if self.step == 1 or self.done else (UNCHANGED,) * 3
+        return self.image, self.status, *views
 
 
 def status_line(step: int, total: int, notes: tuple[str, ...], tail: str = "") -> str:

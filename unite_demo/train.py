@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import platform
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -213,7 +214,11 @@ def train(args) -> Path:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     if resume:
         state = load_checkpoint(_ckpt_path(out), model, ema, opt)
-        args.batch, args.lr = state["batch"], state["lr"]  # a run goes on as it started, whatever the flags say
+        for flag in ("batch", "lr"):  # a run goes on as it started, whatever the flags say
+            if getattr(args, flag) != state[flag]:
+                print(f"warning: --{flag} {getattr(args, flag):g} ignored: this run resumes with {state[flag]:g}, "
+                      f"as it started (delete {out} to start afresh)", file=sys.stderr)
+            setattr(args, flag, state[flag])
         print(f"resumed {args.expert} at step {state['step']} ({state['seconds'] / 60:.1f} min so far; "
               f"batch {args.batch}, lr {args.lr:g})")
     else:
