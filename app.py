@@ -42,15 +42,17 @@ CSS = """
 
 
 def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance, sampler,
-             world, live, class_name="", r_class=1.0, request: gr.Request = None):
+             world, live, class_name="", r_class=1.0, superres=True, request: gr.Request = None):
     """Generate an image from a segmentation map, a sketch and a caption (and, in worlds with a class
-    expert, an ImageNet class name or id; '' = off), streaming a preview per step.
+    expert, an ImageNet class name or id; '' = off), streaming a preview per step; superres: the
+    final image sharpened to 128 px by the world's final-image stage (cartoon-faces).
 
     Returns (streamed): result image, progress line, segmentation map / sketch as the experts
     received them, caption and expert weights."""
     cards = {"seg": Card(seg, seg_on, r_seg), "sketch": Card(sketch, sketch_on, r_sketch),
              "text": Card(text, text_on, r_text), "class": Card(class_name, True, r_class)}
-    inputs = RunInputs(cards, seed=seed, steps=steps, guidance=guidance, sampler=sampler, world=world)
+    inputs = RunInputs(cards, seed=seed, steps=steps, guidance=guidance, sampler=sampler, world=world,
+                       superres=superres)
     run = STUDIO.run(inputs, live=bool(live), session=request.session_hash if request is not None else None)
     try:
         for update in run:
@@ -183,6 +185,8 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
             with gr.Row(equal_height=True):
                 sampler = SentDropdown(list(SAMPLERS), value=DEFAULTS["sampler"], label="Sampler", min_width=90)
                 world = SentDropdown(STUDIO.available_worlds(), value=BUILTIN, label="World", min_width=130)
+                superres = gr.Checkbox(value=True, label="Sharpen the final image (128 px)", min_width=110,
+                                       elem_id="superres")
                 live = gr.Checkbox(value=False, label="Live mode (re-run on every change)", min_width=110,
                                    elem_id="live")
         with gr.Column(scale=2):
@@ -206,7 +210,7 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
     brush_sent = gr.JSON(visible=False)
     canvases, twins = [seg, sketch], [seg_sent, sketch_sent]
     inputs = [seg_sent, sketch_sent, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance,
-              sampler, world, live, class_name, r_class]
+              sampler, world, live, class_name, r_class, superres]
     outputs = [result, progress, seg_view, sketch_view, caption_view]
     run_evt = run_btn.click(None, canvases, twins, js=SEND_JS, api_visibility="private").then(
         generate, inputs, outputs, api_name="generate", concurrency_id="generate", show_progress="minimal",

@@ -1,12 +1,13 @@
 """Time the studio as a person sees it: in headless Chromium, from pressing Run to the first preview
 shown and to the final image shown, with the default settings (example 0, 16 steps).
 
-    python scripts/measure_ui.py [--runs 3] [--compare KEY=VALUE]
+    python scripts/measure_ui.py [--runs 3] [--compare KEY=VALUE] [--compare-superres]
 
 Run 1 uses the default seed on a freshly started server; later runs take new seeds (nothing cached);
 a last run repeats run 1's request (served from the result cache). Targets on a 2-core CPU:
 first preview <= 0.5 s, final <= 2.5 s. --compare measures a second server started with that
-environment variable set (e.g. UNITE_TORCH_THREADS=2), in the same invocation.
+environment variable set (e.g. UNITE_TORCH_THREADS=2), in the same invocation; --compare-superres
+measures the same server again with the final-image stage switched off in the page.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from media import VIEWPORT, StudioPage, chromium, serve  # noqa: E402
 TARGETS = {"first_preview_s": 0.5, "final_s": 2.5}
 
 
-def measure(url: str, runs: int) -> dict:
+def measure(url: str, runs: int, superres: bool = True) -> dict:
     with chromium() as browser:
         page = StudioPage(browser.new_page(viewport=VIEWPORT), url).open()
+        if not superres:  # the final image as the model makes it, without the final-image stage
+            page.page.locator("#superres input").uncheck()
+            page.page.wait_for_timeout(300)
         fresh = []
         for k in range(runs):
             if k:
@@ -45,6 +49,8 @@ def main(argv=None) -> int:
     ap.add_argument("--url", help="measure a server already running here instead of starting one")
     ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     ap.add_argument("--compare", metavar="KEY=VALUE", help="also measure a server started with this variable set")
+    ap.add_argument("--compare-superres", action="store_true", help="also measure with 'Sharpen the final image' "
+                    "switched off, on the same server")
     args = ap.parse_args(argv)
     if args.url:
         report("server at " + args.url, measure(args.url, args.runs), args.json)
@@ -56,6 +62,8 @@ def main(argv=None) -> int:
     for name, env in variants:
         with serve(env=env) as url:
             report(name, measure(url, args.runs), args.json)
+            if args.compare_superres:
+                report(f"{name}, final-image stage off", measure(url, args.runs, superres=False), args.json)
     return 0
 
 

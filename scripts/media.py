@@ -166,9 +166,11 @@ class StudioPage:
         return {"x": box["x"] + (box["width"] - side) / 2, "y": box["y"] + (box["height"] - side) / 2,
                 "width": side, "height": side}
 
-    def stroke(self, editor: str, points: list[tuple[float, float]], tool: str = "Brush", tries: int = 3) -> None:
-        """Press, drag through `points` (fractions of the image on the canvas) and release, with `tool`; drawn again
-        if the canvas does not change (a busy page may not be listening yet)."""
+    def stroke(self, editor: str, points: list[tuple[float, float]], tool: str = "Brush", tries: int = 3,
+               substeps: int = 8) -> None:
+        """Press, drag through `points` (fractions of the image on the canvas; `substeps` pointer moves from one
+        to the next) and release, with `tool`; drawn again if the canvas does not change (a busy page may not be
+        listening yet)."""
         canvas = self.page.locator(f"{editor} canvas").first
         for _ in range(tries):
             self.page.locator(f"{editor} button[aria-label='{tool}']").click()
@@ -179,8 +181,8 @@ class StudioPage:
             before = canvas.screenshot()
             self.page.mouse.down()
             for (x0, y0), (x1, y1) in zip(xy, xy[1:]):
-                for k in range(1, 9):
-                    self.page.mouse.move(x0 + (x1 - x0) * k / 8, y0 + (y1 - y0) * k / 8)
+                for k in range(1, substeps + 1):
+                    self.page.mouse.move(x0 + (x1 - x0) * k / substeps, y0 + (y1 - y0) * k / substeps)
             self.page.mouse.up()
             self.page.mouse.move(*xy[0])  # where it started, so only the stroke differs
             for _ in range(20):
@@ -208,7 +210,7 @@ class StudioPage:
             half = rx * np.sqrt(max(0.0, 1 - ((y - cy) / ry) ** 2))
             ends = [(cx - half, y), (cx + half, y)]
             points += ends if i % 2 == 0 else ends[::-1]
-        self.stroke(editor, points)
+        self.stroke(editor, points, substeps=PAINT_SUBSTEPS)
 
     def paint_face(self, face: dict) -> None:
         """From a blank map and an empty sketch: paint the face's map with the palette brush (hair cap,
@@ -227,18 +229,22 @@ class StudioPage:
         self.fill_ellipse("#seg-painter", cx, cy + 0.05 * r, r, 1.2 * r)
         self.pick_colour(colour[3])
         for sx in (-1, 1):
-            self.stroke("#seg-painter", [(cx + sx * 0.42 * r, cy - 0.05 * r), (cx + sx * 0.42 * r + 0.01, cy - 0.05 * r)])
+            self.stroke("#seg-painter", [(cx + sx * 0.42 * r, cy - 0.05 * r), (cx + sx * 0.42 * r + 0.01, cy - 0.05 * r)],
+                        substeps=PAINT_SUBSTEPS)
         self.pick_colour(colour[5])
-        self.stroke("#seg-painter", [(cx - 0.3 * r, cy + 0.6 * r), (cx, cy + 0.68 * r), (cx + 0.3 * r, cy + 0.6 * r)])
+        self.stroke("#seg-painter", [(cx - 0.3 * r, cy + 0.6 * r), (cx, cy + 0.68 * r), (cx + 0.3 * r, cy + 0.6 * r)],
+                    substeps=PAINT_SUBSTEPS)
         self.page.locator("#sketch-canvas button[aria-label='Clear canvas']").click()
         self.page.wait_for_timeout(500)
         t = np.linspace(0, 2 * np.pi, 25)
-        self.stroke("#sketch-canvas", list(zip(cx + r * np.cos(t), cy + 0.05 * r + 1.2 * r * np.sin(t))))
+        self.stroke("#sketch-canvas", list(zip(cx + r * np.cos(t), cy + 0.05 * r + 1.2 * r * np.sin(t))),
+                    substeps=PAINT_SUBSTEPS)
         for sx in (-1, 1):
             e = np.linspace(0, 2 * np.pi, 10)
             self.stroke("#sketch-canvas", list(zip(cx + sx * 0.42 * r + 0.12 * r * np.cos(e),
-                                                   cy - 0.05 * r + 0.1 * r * np.sin(e))))
-        self.stroke("#sketch-canvas", [(cx - 0.3 * r, cy + 0.6 * r), (cx, cy + 0.68 * r), (cx + 0.3 * r, cy + 0.6 * r)])
+                                                   cy - 0.05 * r + 0.1 * r * np.sin(e))), substeps=PAINT_SUBSTEPS)
+        self.stroke("#sketch-canvas", [(cx - 0.3 * r, cy + 0.6 * r), (cx, cy + 0.68 * r), (cx + 0.3 * r, cy + 0.6 * r)],
+                    substeps=PAINT_SUBSTEPS)
 
     def nudge_slider(self, elem_id: str, presses: int) -> str:
         """Move a slider with the keyboard (arrow keys); returns the value it shows."""
@@ -283,6 +289,8 @@ class StudioPage:
                 "frames": len(frames), "frames_shown": len(shown),
                 "status": rec["lines"][-1]["text"] if rec["lines"] else ""}
 
+
+PAINT_SUBSTEPS = 2  # pointer moves per segment when painting a face: the editor joins them with straight lines
 
 # Faces a visitor paints from a blank map (StudioPage.paint_face): centre and half-width as fractions
 # of the canvas, off-centre, small and large, with and without hair, and the caption typed beside them.

@@ -46,13 +46,15 @@ def test_only_generate_is_public_and_every_input_has_the_pages_default(client):
     params = info["named_endpoints"]["/generate"]["parameters"]
     assert [p["parameter_name"] for p in params] == [
         "seg", "sketch", "text", "seg_on", "sketch_on", "text_on", "r_seg", "r_sketch", "r_text", "seed", "steps",
-        "guidance", "sampler", "world", "live", "class_name", "r_class"]  # new inputs go last: positional callers work
+        "guidance", "sampler", "world", "live", "class_name", "r_class", "superres"]  # new inputs go last: positional
+    # callers work
     assert all(p["parameter_has_default"] for p in params)
     defaults = {p["parameter_name"]: p["parameter_default"] for p in params}
     example = load_examples()[0]
     assert defaults["text"] == example.text and defaults["seed"] == example.seed
     assert defaults["world"] == "cartoon-faces" and defaults["live"] is False
     assert defaults["class_name"] == "" and defaults["r_class"] == 1.0  # no class: the class expert is off
+    assert defaults["superres"] is True  # the final image sharpened
 
 
 def test_no_arguments_streams_previews_before_the_final_image(client):

@@ -79,3 +79,13 @@ def test_unknown_world_and_class_without_a_class_expert_are_one_clear_line(tmp_p
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), lines
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_final_image_is_sharpened_to_128_px_unless_switched_off(example, tmp_path):
+    from PIL import Image
+
+    assert _gen(example, tmp_path / "sharp.png") == 0
+    assert _gen(example, tmp_path / "own.png", "--no-superres") == 0
+    assert _gen(example, tmp_path / "big.png", "--size", "256") == 0
+    sizes = {n: Image.open(tmp_path / f"{n}.png").size for n in ("sharp", "own", "big")}
+    assert sizes == {"sharp": (128, 128), "own": (32, 32), "big": (256, 256)}

@@ -7,7 +7,7 @@ import torch
 from diffusers import DDPMScheduler
 from dummies import DummyDenoiser, ScheduledDummy, true_eps
 
-from unite_demo.combine import ProductOfExperts, combine_eps, prior_weights
+from unite_demo.combine import GuidanceOptions, ProductOfExperts, combine_eps, prior_weights
 from unite_demo.experts import Expert, NoiseSchedule, eps_to_x0, to_eps, x0_to_eps
 
 
@@ -215,3 +215,63 @@ def test_prediction_type_conversions_round_trip():
     torch.testing.assert_close(x0_to_eps(eps_to_x0(eps, x_t, ab), x_t, ab), eps, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="unknown prediction_type"):
         to_eps(v, x_t, ab, "velocity")
+
+
+# --- guidance options (colour-keeping remedies) ---------------------------------------------
+
+OPTIONS = {"interval": GuidanceOptions(interval=(0.3, 2.0)), "rescale": GuidanceOptions(rescale=0.7),
+           "apg": GuidanceOptions(apg=0.0, apg_norm=5.0)}
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_each_guidance_option_keeps_the_invariants(name):
+    """r = 0 removes an expert, one expert at r = 1 and s = 1 is that expert, order does not matter,
+    and at s > 1 the option changes the result (so these could fail)."""
+    options = OPTIONS[name]
+    x, ab = _inputs()[0], torch.tensor([0.2, 0.95])  # sigma 2.0 (inside the interval) and 0.23 (outside)
+    cond = _inputs()[2]
+    e = _experts()[0]
+    one = ProductOfExperts([e], {"seg": 1.0}, guidance=1.0, clamp_x0=False, options=options)
+    torch.testing.assert_close(one(x, ab, cond), e.denoiser(x, ab, {"seg": cond["seg"]}), rtol=0, atol=1e-5)
+    rel = {"seg": 1.0, "sketch": 0.0, "text": 2.0}
+    poe = ProductOfExperts(_experts(), rel, guidance=3.0, options=options)
+    other = dict(cond, sketch=torch.randn(2, 5) * 10)
+    assert torch.equal(poe(x, ab, cond), poe(x, ab, other))
+    for perm in itertools.permutations(_experts()):
+        torch.testing.assert_close(ProductOfExperts(list(perm), rel, guidance=3.0, options=options)(x, ab, cond),
+                                   poe(x, ab, cond), rtol=0, atol=1e-5)
+    plain = ProductOfExperts(_experts(), rel, guidance=3.0)
+    assert not torch.allclose(poe(x, ab, cond), plain(x, ab, cond), atol=1e-3)
+
+
+def test_interval_guidance_guides_only_inside_its_noise_levels():
+    x, _, cond = _inputs()
+    ab = torch.tensor([0.9, 0.05])  # sigma 0.33 (inside (0.3, 2]) and 4.4 (outside)
+    rel = {"seg": 1.0, "text": 2.0}
+    interval = ProductOfExperts(_experts(), rel, guidance=3.0, clamp_x0=False,
+                                options=GuidanceOptions(interval=(0.3, 2.0)))(x, ab, cond)
+    guided = ProductOfExperts(_experts(), rel, guidance=3.0, clamp_x0=False)(x, ab, cond)
+    unguided = ProductOfExperts(_experts(), rel, guidance=1.0, clamp_x0=False)(x, ab, cond)
+    torch.testing.assert_close(interval[0], guided[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(interval[1], unguided[1], rtol=0, atol=1e-5)
+
+
+def test_rescaled_guidance_matches_the_unguided_products_spread_at_phi_1():
+    x, ab, cond = _inputs()
+    rel = {"seg": 1.0, "text": 2.0}
+    full = ProductOfExperts(_experts(), rel, guidance=4.0, clamp_x0=False,
+                            options=GuidanceOptions(rescale=1.0))(x, ab, cond)
+    unguided = ProductOfExperts(_experts(), rel, guidance=1.0, clamp_x0=False)(x, ab, cond)
+    torch.testing.assert_close(full.flatten(1).std(1), unguided.flatten(1).std(1), rtol=1e-4, atol=0)
+
+
+def test_projected_guidance_drops_the_update_along_the_predicted_image():
+    """With eta = 0 the guided x0 differs from the unguided product's x0 only orthogonally to it."""
+    x, ab, cond = _inputs()
+    rel = {"seg": 1.0, "text": 2.0}
+    apg = ProductOfExperts(_experts(), rel, guidance=4.0, clamp_x0=False,
+                           options=GuidanceOptions(apg=0.0))(x, ab, cond)
+    unguided = ProductOfExperts(_experts(), rel, guidance=1.0, clamp_x0=False)(x, ab, cond)
+    x0_apg, x0_1 = eps_to_x0(apg, x, ab).flatten(1), eps_to_x0(unguided, x, ab).flatten(1)
+    along = ((x0_apg - x0_1) * x0_1).sum(1) / x0_1.norm(dim=1)
+    assert along.abs().max() < 1e-3 and (x0_apg - x0_1).norm(dim=1).min() > 0.1

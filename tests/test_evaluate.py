@@ -33,7 +33,8 @@ def _run(tiny, out, *extra):
     root, experts, judges = tiny
     return evaluate.main(["--n", "4", "--drawn-n", "3", "--steps", "2", "--seeds", "0", "1", "--sweep-points", "0", "3",
                           "--fd-reference", "16", "--batch", "3", "--faces-dir", str(experts),
-                          "--metrics-dir", str(judges), "--out", str(root / out), "--quiet", *extra])
+                          "--metrics-dir", str(judges), "--out", str(root / out), "--quiet",
+                          "--superres-file", "", *extra])  # the tiny experts alone unless extra says otherwise
 
 
 @pytest.mark.slow
@@ -137,3 +138,25 @@ def test_spread_is_half_the_range_across_seeds():
     assert evaluate.spread([0.5]) == 0.0
     s = evaluate.summarise([{"seg": 0.5}, {"seg": 0.7}])
     assert s["seg"]["mean"] == pytest.approx(0.6) and s["seg"]["per_seed"] == [0.5, 0.7]
+
+
+@pytest.mark.slow
+def test_the_final_stage_and_the_guidance_remedies_get_their_rows(tiny, tmp_path):
+    """With a final-image stage: its section (grain, edge sharpness, consistencies at 32 px, PSNR on
+    renders); with --remedies: a product row per guidance option, each making other images."""
+    from unite_demo import superres
+
+    net = superres.SuperRes(superres.SRConfig(channels=8, blocks=1))
+    net.config.extra = {"steps": 0}
+    superres.save_net(net.eval(), tmp_path / "sr.safetensors")
+    data = _run(tiny, "fs", "--superres-file", str(tmp_path / "sr.safetensors"), "--remedies", "interval", "apg")
+    section = data["final_stage"]
+    assert set(section["sets"]) == {"heldout", "drawn"} and section["renders"]["faces"] == 4
+    for m in section["sets"].values():
+        assert m["grain"]["superres"] >= 0 and m["edge_sharpness"]["bicubic"] >= 0
+        assert set(m["consistency"]["superres"]) == {"seg", "sketch", "text", "mean"}
+    assert {"poe_interval", "poe_apg"} <= set(data["rows"])
+    means = {k: data["rows"][k]["metrics"]["mean"]["per_seed"] for k in ("poe_default", "poe_interval", "poe_apg")}
+    assert means["poe_interval"] != means["poe_default"] or means["poe_apg"] != means["poe_default"]
+    md = (tiny[0] / "fs" / "eval.md").read_text()
+    assert "## The final-image stage" in md and "adaptive projected guidance" in md

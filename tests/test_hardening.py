@@ -232,3 +232,11 @@ def test_pretrained_weights_load_from_safetensors_only(tmp_path, monkeypatch):
     assert sd15.load_net(UNet2DConditionModel, str(tmp_path / "safe"), *args[1:]) is not None
     with pytest.raises(Exception, match=r"safetensors|\.safetensors"):
         sd15.load_net(UNet2DConditionModel, str(tmp_path / "pickled"), *args[1:])
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0.0, [True]])
+def test_the_superres_switch_takes_true_or_false_only(world, value):
+    with pytest.raises(ConditionError, match=r"superres: expected true or false, got"):
+        world.request(text="a face", superres=value)
+    assert world.request(text="a face", superres=None).superres is True
+    assert world.request(text="a face", superres=False).superres is False

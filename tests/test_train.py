@@ -65,7 +65,7 @@ def test_exported_weights_are_self_describing_fp16(tiny_world):
 
 def test_world_from_tiny_experts_samples_an_image(tiny_world):
     _, assets = tiny_world
-    world = load_faces_world(assets)
+    world = load_faces_world(assets, superres_file=None)  # the tiny experts alone
     assert world.modalities == ("seg", "sketch", "text") and "joint" in world.baselines
     f = make_face(9_000_000, 16)
     req = world.request(seg=seg_to_rgb(f.seg), sketch=f.sketch, text=f.caption, steps=4, seed=0)

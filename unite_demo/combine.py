@@ -2,24 +2,90 @@
 as one denoiser, so the sampler never knows there are several experts.
 
     eps_hat(x_t) = sum_i beta_i eps_i(x_t, null) + s * sum_i r_i [eps_i(x_t, c_i) - eps_i(x_t, null)]
+
+With guidance options (GuidanceOptions) the guidance term is applied in one of three established
+ways that keep strong guidance from burning the colours; each reduces to the formula at s = 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from .experts import Expert, eps_to_x0, x0_to_eps
 
 
+@dataclass(frozen=True)
+class GuidanceOptions:
+    """How the guidance scale s acts on the guidance term G = sum_i r_i [eps_i(c_i) - eps_i(null)].
+    Writing eps_1 = prior + G (the product at s = 1), the guided eps is eps_1 + (s - 1) G, and:
+
+    interval: (lo, hi): s acts only where the noise level sigma = sqrt((1 - alpha_bar) / alpha_bar)
+        is in (lo, hi], elsewhere s = 1 (guidance in a limited interval, Kynkaanniemi et al.,
+        NeurIPS 2024).
+    rescale: phi in [0, 1]: the guided eps is rescaled to eps_1's standard deviation (per image)
+        and mixed back, phi * rescaled + (1 - phi) * guided (Lin et al., WACV 2024; diffusers'
+        guidance_rescale, which rescales to the conditional prediction's std).
+    apg: eta >= 0: adaptive projected guidance (Sadat et al., ICLR 2025) in x0 space: the extra
+        (s - 1) G, as an x0 update, is clipped to norm apg_norm (per image; 0: no clip) and split
+        into its parts parallel and orthogonal to eps_1's x0; the parallel part, which mostly
+        raises saturation, is kept with weight eta only."""
+
+    interval: tuple[float, float] | None = None
+    rescale: float = 0.0
+    apg: float | None = None
+    apg_norm: float = 0.0
+
+    @property
+    def plain(self) -> bool:
+        return self.interval is None and self.rescale == 0 and self.apg is None
+
+
+PLAIN = GuidanceOptions()
+# The three remedies at their papers' settings: EDM2's interval for ImageNet-512 (sigma in (0.28, 5.42]),
+# Lin et al.'s phi = 0.7, APG with the parallel part dropped (eta = 0) and no norm clip.
+REMEDIES = {"interval": GuidanceOptions(interval=(0.28, 5.42)), "rescale": GuidanceOptions(rescale=0.7),
+            "apg": GuidanceOptions(apg=0.0)}
+
+
+def _per_image(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
 def combine_eps(eps_null: Sequence[torch.Tensor], eps_cond: Sequence[torch.Tensor], reliability: Sequence[float],
-                beta: Sequence[float], guidance: float) -> torch.Tensor:
+                beta: Sequence[float], guidance: float, options: GuidanceOptions = PLAIN,
+                x_t: torch.Tensor | None = None, alpha_bar: torch.Tensor | None = None) -> torch.Tensor:
     """The formula, and the only place it is written: per-expert null and conditional eps,
-    reliabilities r_i, prior weights beta_i (summing to 1) and the guidance scale s."""
+    reliabilities r_i, prior weights beta_i (summing to 1) and the guidance scale s; with options,
+    the guidance term as GuidanceOptions says (x_t and alpha_bar, per image, are needed then)."""
     prior = sum(b * e for b, e in zip(beta, eps_null))
     guide = sum(r * (ec - en) for r, ec, en in zip(reliability, eps_cond, eps_null))
-    return prior + guidance * guide
+    if options.plain:
+        return prior + guidance * guide
+    eps_1 = prior + guide
+    s = torch.full((x_t.shape[0],), float(guidance), dtype=guide.dtype)
+    sigma = ((1 - alpha_bar) / alpha_bar).sqrt().to(guide.dtype)
+    if options.interval is not None:
+        lo, hi = options.interval
+        s = torch.where((sigma > lo) & (sigma <= hi), s, torch.ones_like(s))
+    extra = _per_image(s - 1, guide) * guide
+    if options.apg is not None:
+        c = _per_image(sigma, guide)  # x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab): an eps change d moves x0 by -sigma d
+        update = -c * extra
+        if options.apg_norm > 0:
+            norm = update.flatten(1).norm(dim=1).clamp_min(1e-12)
+            update = update * _per_image((options.apg_norm / norm).clamp(max=1.0), update)
+        unit = eps_to_x0(eps_1, x_t, alpha_bar).flatten(1)
+        unit = (unit / unit.norm(dim=1, keepdim=True).clamp_min(1e-12)).view_as(update)
+        parallel = _per_image((update * unit).flatten(1).sum(1), update) * unit
+        extra = -((update - parallel) + options.apg * parallel) / c.clamp_min(1e-12)
+    eps = eps_1 + extra
+    if options.rescale > 0:
+        std_1, std = eps_1.flatten(1).std(1), eps.flatten(1).std(1).clamp_min(1e-12)
+        eps = options.rescale * eps * _per_image(std_1 / std, eps) + (1 - options.rescale) * eps
+    return eps
 
 
 def prior_weights(reliability: Mapping[str, float], beta: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -47,11 +113,13 @@ class ProductOfExperts:
     counts as 0). Experts whose condition is absent from `cond` are off. Experts that share one
     denoiser are evaluated in one batched call with one shared null row (N + 1 rows), others in one
     call each of [conditional, null] rows. With clamp_x0 (default for pixel spaces) the combined
-    x0 is clamped to [-1, 1] and eps recomputed from it, as DDIM does.
+    x0 is clamped to [-1, 1] and eps recomputed from it, as DDIM does. options: how the guidance
+    scale acts (GuidanceOptions; plain by default).
     """
 
     def __init__(self, experts: Sequence[Expert], reliability: Mapping[str, float], guidance: float = 1.0,
-                 beta: Mapping[str, float] | None = None, clamp_x0: bool | None = None, batched: bool = True):
+                 beta: Mapping[str, float] | None = None, clamp_x0: bool | None = None, batched: bool = True,
+                 options: GuidanceOptions = PLAIN):
         if not experts:
             raise ValueError("a product of experts needs at least one expert")
         names = [e.name for e in experts]
@@ -77,6 +145,7 @@ class ProductOfExperts:
         self.reads = tuple(sorted({k for e in self.experts for k in e.reads}))
         self.clamp_x0 = self.space.startswith("pixel") if clamp_x0 is None else clamp_x0
         self.batched = batched
+        self.options = options
         self.calls = 0  # network calls made so far (for benchmarks)
         self.rows = 0  # rows evaluated so far
 
@@ -124,7 +193,8 @@ class ProductOfExperts:
             beta = prior_weights(r, self.beta)
             names = [e.name for e in active]
             eps = combine_eps([eps_null[n] for n in names], [eps_cond[n] for n in names],
-                              [r[n] for n in names], [beta[n] for n in names], self.guidance)
+                              [r[n] for n in names], [beta[n] for n in names], self.guidance, self.options, x_t,
+                              alpha_bar)
         else:
             # No condition to follow: sample the mixed prior of all experts.
             eps_null = self._evaluate_null(x_t, alpha_bar)

@@ -268,6 +268,15 @@ def check_range(name: str, value, limit: Range) -> float:
     return check_number(name, value, limit.low, limit.high)
 
 
+def check_switch(name: str, value) -> bool:
+    """An on/off switch: True or False (None: on)."""
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise ConditionError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
 def _beyond(v: float, lo: float, hi: float) -> str:
     return " (over the maximum)" if v > hi else " (under the minimum)" if v < lo else ""
 
@@ -300,6 +309,7 @@ class Request:
     sampler: str = "dpmpp"
     notes: tuple[str, ...] = ()  # what was switched off and why, for the user
     class_id: int | None = None  # the "class" modality (worlds with a class expert)
+    superres: bool = True  # the final image through the world's final-image stage, where it has one
 
     def present(self) -> tuple[str, ...]:
         given = tuple(m for m in ("seg", "sketch", "text") if getattr(self, m) is not None)
@@ -322,12 +332,13 @@ def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=Non
                  samplers: tuple[str, ...] = ("dpmpp", "ddim"), strict_palette: bool = True,
                  default_reliability: dict[str, float] | None = None,
                  palette: tuple[tuple[str, ...], np.ndarray] | None = None, class_id=None,
-                 class_names: tuple[str, ...] = (), subject: str = "face") -> Request:
+                 class_names: tuple[str, ...] = (), subject: str = "face", superres=True) -> Request:
     """Validate and normalise every input of one generation; raise ConditionError on the first bad one.
     Images may be paths, PIL images or arrays; an empty sketch or caption switches that modality off.
     Reliability: a dict or 'seg=1,text=0.5'; modalities not named take default_reliability (else 1).
     palette: the world's segmentation palette (names, (K,3) colours); class_id: an id or a name of
-    class_names, for worlds with a "class" modality; subject: what the world draws, for the notes."""
+    class_names, for worlds with a "class" modality; subject: what the world draws, for the notes;
+    superres: whether the final image goes through the world's final-image stage (None: it does)."""
     notes = []
     if isinstance(reliability, str):
         reliability = parse_reliability(reliability, modalities)
@@ -340,6 +351,7 @@ def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=Non
     guidance = check_range("guidance", guidance, GUIDANCE)
     steps = check_range("steps", steps, STEPS)
     seed = check_range("seed", seed, SEED)
+    superres = check_switch("superres", superres)
     if sampler not in samplers:
         raise ConditionError(f"sampler: unknown sampler {sampler!r}; accepted: {', '.join(samplers)}")
     seg_ids = seg_from_image(seg, size, strict=strict_palette, palette=palette) if seg is not None else None
@@ -356,4 +368,4 @@ def make_request(size: int, modalities: tuple[str, ...], *, seg=None, sketch=Non
             notes.append(f"{m} reliability is 0: the {m} expert is off")
     if seg_ids is None and sketch_px is None and text is None and class_id is None:
         notes.append(f"no modality given: sampling the experts' mixed prior (an unconditional {subject})")
-    return Request(seg_ids, sketch_px, text, rel, guidance, steps, seed, sampler, tuple(notes), class_id)
+    return Request(seg_ids, sketch_px, text, rel, guidance, steps, seed, sampler, tuple(notes), class_id, superres)

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metric_nets
-from .combine import ProductOfExperts
+from . import metric_nets, superres
+from .combine import REMEDIES, ProductOfExperts
 from .conditions import face_conditions, to_uint8
 from .drawn import DRAWN_N, drawn_set
 from .faces import SPLITS, make_face
@@ -103,8 +103,13 @@ class Judge:
         return frechet_distance(scores.features, self.reference_features)
 
 
-def make_rows(world: World, guidance: float) -> list[Row]:
-    """The table's rows, each a product of experts (a single expert is a product of one)."""
+REMEDY_LABELS = {"interval": "guidance only for sigma in (0.28, 5.42]", "rescale": "rescaled guidance (phi 0.7)",
+                 "apg": "adaptive projected guidance (eta 0)"}
+
+
+def make_rows(world: World, guidance: float, remedies: tuple[str, ...] = ()) -> list[Row]:
+    """The table's rows, each a product of experts (a single expert is a product of one); with
+    remedies, the product at the default r with each of those guidance options too."""
     experts = world.experts
     rows = [Row(e.name, f"{e.name} expert alone (r=1)", ProductOfExperts([e], {e.name: 1.0}, guidance))
             for e in experts]
@@ -112,6 +117,9 @@ def make_rows(world: World, guidance: float) -> list[Row]:
     text = ", ".join(f"{k}={v:g}" for k, v in default.items())
     rows.append(Row("poe_default", f"product of experts, default r ({text})",
                     ProductOfExperts(experts, default, guidance)))
+    for name in remedies:
+        rows.append(Row(f"poe_{name}", f"product of experts, default r, {REMEDY_LABELS[name]}",
+                        ProductOfExperts(experts, default, guidance, options=REMEDIES[name])))
     rows.append(Row("poe_ones", "product of experts, all r_i = 1",
                     ProductOfExperts(experts, {e.name: 1.0 for e in experts}, guidance)))
     if "joint" in world.baselines:
@@ -126,7 +134,7 @@ def make_rows(world: World, guidance: float) -> list[Row]:
 def run_key(mixture: ProductOfExperts, seed: int) -> tuple:
     """Two mixtures with the same experts, reliabilities and guidance make the same images."""
     return tuple((e.name, id(e.denoiser), mixture.reliability[e.name]) for e in mixture.experts), \
-        mixture.guidance, seed
+        mixture.guidance, mixture.options, seed
 
 
 def generate(mixture: ProductOfExperts, cond: dict, n: int, size: int, args, seed: int,
@@ -174,7 +182,7 @@ def hardware() -> str:
 def evaluate(args) -> dict:
     """Run every row on both held-out sets, then the sweep; return the results (also written to args.out)."""
     t_start = time.perf_counter()
-    world = load_faces_world(args.faces_dir)
+    world = load_faces_world(args.faces_dir, superres_file=args.superres_file or None)
     size = world.image_size
     faces = [make_face(SPLITS["heldout"].start + k, size) for k in range(args.n)]
     sets = {"heldout": faces}
@@ -182,8 +190,9 @@ def evaluate(args) -> dict:
         sets["drawn"] = drawn_set(args.drawn_n, size)
     judge = Judge(Path(args.metrics_dir), args.fd_reference, size)
     conds = {name: face_conditions(cases) for name, cases in sets.items()}  # seg map, sketch, caption of one face
-    rows = make_rows(world, args.guidance)
+    rows = make_rows(world, args.guidance, tuple(args.remedies))
     cache: dict[tuple, tuple[Scores, dict, str]] = {}  # (set, run key) -> scores, cost, the run's first name
+    samples: dict[tuple, np.ndarray] = {}  # (set, run key) -> the run's images
     log = print if args.verbose else (lambda *a, **k: None)
 
     def scores_for(mixture: ProductOfExperts, seed: int, n: int, name: str, which: str = "heldout"
@@ -199,6 +208,7 @@ def evaluate(args) -> dict:
         cost = {"rows_per_image": mixture.rows / n, "calls_per_image": mixture.calls / n,
                 "seconds_per_image": seconds / n}
         cache[key] = judge.score(images, sets[which]), cost, name
+        samples[key] = images
         log(f"  {seconds:.1f} s ({mixture.rows / n / args.steps:.0f} rows per image per step); "
             f"{time.perf_counter() - t_start:.0f} s so far", flush=True)
         return cache[key]
@@ -220,6 +230,10 @@ def evaluate(args) -> dict:
                 "same_images_as": sorted(same_as)[0] if same_as else None}
         return out
 
+    if args.final_stage_only:
+        return {"final_stage": final_stage_section(world, judge, sets, rows, args, scores_for, samples),
+                "hardware": hardware(), "runtime_seconds": round(time.perf_counter() - t_start, 1),
+                "command": args.command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     results: dict = {"rows": table("heldout")}
     if "drawn" in sets:
         drawn_rows = table("drawn")
@@ -248,6 +262,8 @@ def evaluate(args) -> dict:
         "criterion": "the sweep point with the highest mean of the three consistencies (seg mIoU, sketch "
                      "edge F1, text attribute accuracy) on the sweep's faces; ties go to the point closest to all 1"}
     results["claim"] = claim(results["rows"])
+    if world.final_stage is not None:
+        results["final_stage"] = final_stage_section(world, judge, sets, rows, args, scores_for, samples)
     results["config"] = {
         "n": args.n, "steps": args.steps, "sampler": args.sampler, "guidance": args.guidance, "seeds": args.seeds,
         "batch": args.batch, "image_size": size, "faces": f"faces.SPLITS['heldout'] seeds "
@@ -264,6 +280,55 @@ def evaluate(args) -> dict:
     results["command"] = args.command
     results["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return results
+
+
+GRAIN_MARGIN = 4  # at 128 px: one pixel of the 32 px image away from every region edge
+
+
+def final_stage_section(world: World, judge: Judge, sets: dict, rows: list[Row], args, scores_for,
+                        samples: dict) -> dict:
+    """The final-image stage (world.final_stage, 32 -> 128 px) against bicubic upscaling, on the
+    product's samples (default r, first seed) of each set: grain (superres.grain inside the
+    segmenter's regions of the 32 px sample, scaled up, GRAIN_MARGIN px from their edges), edge
+    sharpness across those regions' boundaries, and the consistencies of the output brought back to
+    32 px (box filter) against the sample's own; plus PSNR against 128 px renders of held-out faces."""
+    poe = next(r for r in rows if r.key == "poe_default").mixture
+    out = {"sets": {}}
+    for which, cases in sets.items():
+        raw_scores, _, _ = scores_for(poe, args.seeds[0], len(cases), "poe_default", which)
+        images = samples[(which, run_key(poe, args.seeds[0]))][:len(cases)]
+        sharp, soft = superres.upscale(world.final_stage, images), superres.bicubic(images)
+        scale = sharp.shape[1] // images.shape[1]
+        regions = metric_nets.segment(judge.segmenter, images).repeat(scale, 1).repeat(scale, 2)
+        n, s = len(sharp), images.shape[1]
+        back = sharp.reshape(n, s, scale, s, scale, 3).astype(np.float64).mean((2, 4)).round().astype(np.uint8)
+        out["sets"][which] = {
+            "n": n,
+            "grain": {"superres": superres.grain(sharp, regions, GRAIN_MARGIN),
+                      "bicubic": superres.grain(soft, regions, GRAIN_MARGIN)},
+            "edge_sharpness": {"superres": superres.edge_sharpness(sharp, regions),
+                               "bicubic": superres.edge_sharpness(soft, regions)},
+            "consistency": {"superres": judge.score(back, cases).consistency(), "without": raw_scores.consistency()}}
+    out["renders"] = superres.heldout_scores(world.final_stage, min(args.n, 200))
+    out["card"] = {k: world.cards.get("superres", {}).get(k) for k in ("steps", "wall_minutes", "data_version")}
+    return out
+
+
+def final_stage_lines(section: dict) -> list[str]:
+    r = section["renders"]
+    lines = ["| set | grain ↓ (superres / bicubic) | edge sharpness ↑ (superres / bicubic) | mean consistency "
+             "at 32 px (superres / without) |", "| --- | --- | --- | --- |"]
+    for which, m in section["sets"].items():
+        g, e, c = m["grain"], m["edge_sharpness"], m["consistency"]
+        lines.append(f"| {which} (N = {m['n']}) | {g['superres']:.2f} / {g['bicubic']:.2f} "
+                     f"({g['superres'] / g['bicubic']:.0%}) | {e['superres']:.2f} / {e['bicubic']:.2f} | "
+                     f"{c['superres']['mean']:.3f} / {c['without']['mean']:.3f} |")
+    lines += ["", f"On {r['faces']} held-out renders, PSNR against the 128 px render: superres "
+              f"{r['psnr_clean_sr']:.2f} dB, bicubic {r['psnr_clean_bicubic']:.2f} dB from the clean 32 px image "
+              f"({r['psnr_clean_sr'] - r['psnr_clean_bicubic']:+.2f} dB); from a degraded one "
+              f"{r['psnr_degraded_sr']:.2f} against {r['psnr_degraded_bicubic']:.2f} dB "
+              f"({r['psnr_degraded_sr'] - r['psnr_degraded_bicubic']:+.2f} dB)."]
+    return lines
 
 
 JOINT_SHARE = 0.95  # the product's mean consistency must reach this share of the joint model's
@@ -367,8 +432,15 @@ def write_markdown(results: dict, path: Path) -> None:
                          f"{p['mean']:.3f} |")
     rel = ", ".join(f"{k}={v:g}" for k, v in sug["reliability"].items())
     lines += ["", f"Suggested default reliabilities: **{rel}** (mean consistency {sug['mean_consistency']:.3f}). "
-              f"Criterion: {sug['criterion']}.", "",
-              "## Metrics", "",
+              f"Criterion: {sug['criterion']}.", ""]
+    if "final_stage" in results:
+        lines += ["## The final-image stage", "",
+                  "The product's samples (default r, first seed) upscaled 32 -> 128 px by the super-resolution "
+                  "network and by bicubic resampling. Grain: colour spread (RGB RMS) inside the segmenter's "
+                  f"regions, {GRAIN_MARGIN} px away from their edges; edge sharpness: gradient magnitude across "
+                  "their boundaries; consistencies on the output brought back to 32 px.", ""]
+        lines += final_stage_lines(results["final_stage"]) + [""]
+    lines += ["## Metrics", "",
               "- seg mIoU: the segmenter's map of the output against the input map, mean IoU over the classes "
               "present in either, averaged over images.",
               "- sketch F1: Canny edges of the output (RGB, thresholds 100/200) against the input sketch, one-to-one "
@@ -431,7 +503,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--fd-reference", type=int, default=2000, help="real faces for the Fréchet reference")
     ap.add_argument("--faces-dir", default=str(FACES_DIR))
     ap.add_argument("--metrics-dir", default=str(metric_nets.METRICS_DIR))
+    ap.add_argument("--superres-file", default=str(superres.SUPERRES_FILE), help="the final-image stage's weights ('': none)")
     ap.add_argument("--quiet", dest="verbose", action="store_false")
+    ap.add_argument("--remedies", nargs="*", default=[], choices=sorted(REMEDIES),
+                    help="also rows of the product with these guidance options (combine.REMEDIES)")
+    ap.add_argument("--final-stage-only", action="store_true", help="only the final-image stage's section "
+                    "(written to final_stage.json and printed)")
     args = ap.parse_args(argv)
     args.n = args.n or (QUICK_N if args.quick else FULL_N)
     if args.drawn_n is None:
@@ -445,6 +522,11 @@ def main(argv=None) -> dict:
     results = evaluate(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.final_stage_only:
+        (out / "final_stage.json").write_text(json.dumps(results, indent=2) + "\n")
+        print("\n".join(final_stage_lines(results["final_stage"])))
+        print(f"wrote {out / 'final_stage.json'} in {results['runtime_seconds'] / 60:.1f} min")
+        return results
     (out / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results, out / "eval.md")
     plot_sweep(results, out / "sweep.png")

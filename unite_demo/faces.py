@@ -70,6 +70,7 @@ SPLITS: dict[str, range] = {
     "joint": range(3_000_000, 4_000_000),
     "base": range(4_000_000, 5_000_000),
     "metrics": range(5_000_000, 6_000_000),
+    "superres": range(6_000_000, 7_000_000),
     "heldout": range(9_000_000, 9_100_000),
 }
 

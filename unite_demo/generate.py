@@ -52,7 +52,10 @@ def main(argv=None) -> int:
                     f"for {BUILTIN})")
     ap.add_argument("--seed", default=d["seed"], help="random seed (default 0)")
     ap.add_argument("--sampler", default=d["sampler"], help="dpmpp or ddim (default dpmpp)")
-    ap.add_argument("--size", type=int, default=0, help=f"also upscale the output to this size (e.g. {DISPLAY_SIZE})")
+    ap.add_argument("--no-superres", action="store_true", help="keep the world's own output (32 px for "
+                    f"{BUILTIN}) instead of its final-image stage's (128 px)")
+    ap.add_argument("--size", type=int, default=0, help="resize the output to this size, bicubic, from the final "
+                    f"image (default: as it comes, 128 px for {BUILTIN}; e.g. {DISPLAY_SIZE})")
     ap.add_argument("--out", default="out.png")
     ap.add_argument("--frames", help="folder for one x0 preview PNG per step")
     args = ap.parse_args(argv)
@@ -65,7 +68,8 @@ def main(argv=None) -> int:
         seed = _whole(args.seed, "seed")
         world = worlds.load(args.world)
         req = world.request(seg=args.seg, sketch=args.sketch, text=args.text, class_id=args.class_name,
-                            reliability=args.reliability, seed=seed, sampler=args.sampler, **sampling)
+                            reliability=args.reliability, seed=seed, sampler=args.sampler,
+                            superres=not args.no_superres, **sampling)
     except (ConditionError, ValueError, FileNotFoundError) as e:  # sd15.WeightsMissing is a FileNotFoundError
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ class RunInputs:
     guidance: Any = None
     sampler: Any = DEFAULTS["sampler"]
     world: Any = BUILTIN
+    superres: Any = True  # the final image sharpened by the world's final-image stage (None: on)
 
     def card(self, modality: str) -> Card:
         return self.cards.get(modality, Card())
@@ -99,6 +100,7 @@ def build_request(world: World, inputs: RunInputs) -> Request:
             else:
                 check_range(f"reliability of {m}", card.reliability, RELIABILITY)
     sampling = {k: v for k, v in (("steps", inputs.steps), ("guidance", inputs.guidance)) if v is not None}
-    req = world.request(**values, reliability=reliability, seed=inputs.seed, sampler=inputs.sampler, **sampling)
+    req = world.request(**values, reliability=reliability, seed=inputs.seed, sampler=inputs.sampler,
+                        superres=inputs.superres, **sampling)
     req.notes = tuple(dict.fromkeys([*notes, *req.notes]))
     return req

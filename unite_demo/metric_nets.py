@@ -287,6 +287,12 @@ def train(args) -> Path:
     return dest
 
 
+def card_rows(fields: dict) -> list[str]:
+    """A model card's table of its training record: one row per field (dicts as JSON)."""
+    return ["| field | value |", "| --- | --- |",
+            *(f"| {key} | {json.dumps(value) if isinstance(value, dict) else value} |" for key, value in fields.items())]
+
+
 def write_card(path: Path, config: MetricNetConfig) -> None:
     """A short card beside the weights."""
     what = {"segmenter": "image (3x32x32, [-1, 1]) -> class map over the palette's classes (small U-Net)",
@@ -295,9 +301,7 @@ def write_card(path: Path, config: MetricNetConfig) -> None:
     lines = [f"# {config.net} (metric network, cartoon-faces)", "", what + ".", "",
              f"Trained by `python -m unite_demo.metric_nets --net {config.net}` on the metrics split, which no "
              "expert sees. Judges the evaluation (`python -m unite_demo.evaluate`).", "",
-             "| field | value |", "| --- | --- |"]
-    for key, value in config.extra.items():
-        lines.append(f"| {key} | {json.dumps(value) if isinstance(value, dict) else value} |")
+             *card_rows(config.extra)]
     lines.append(f"| channels | {list(config.channels)} |")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

@@ -28,7 +28,7 @@ def request_key(world_name: str, req: Request) -> str:
     """A digest of everything that determines a run's frames."""
     h = hashlib.sha256()
     for part in (world_name, req.text, req.class_id, sorted(req.reliability.items()), req.guidance, req.steps,
-                 req.seed, req.sampler):
+                 req.seed, req.sampler, req.superres):
         h.update(repr(part).encode() + b"\0")
     for arr in (req.seg, req.sketch):
         h.update(b"none" if arr is None else np.ascontiguousarray(arr).tobytes() + repr(arr.shape).encode())

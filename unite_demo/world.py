@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,8 @@ from .faces import FACES_PALETTE
 from .limits import DEFAULTS
 from .model import MODALITIES, load_face_unet, read_metadata
 from .sampler import SAMPLERS, Frame, make_sampler, sample
+from .superres import SUPERRES_FILE
+from .superres import load_net as load_superres
 from .text import encode_captions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +44,7 @@ class World:
     class_names: tuple[str, ...] = ()  # the "class" expert's classes, by id (worlds with one)
     defaults: dict = field(default_factory=dict)  # sampling defaults where they differ from limits.DEFAULTS
     subject: str = "face"  # what it draws, for the notes
+    final_stage: Callable[[torch.Tensor], torch.Tensor] | None = None  # final image -> a larger, cleaner one
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -89,11 +92,17 @@ class World:
         return ProductOfExperts(self.experts, req.reliability, req.guidance, batched=batched)
 
     def generate(self, req: Request, batched: bool = True) -> Iterator[Frame]:
-        """Frames of one run: an x0 preview per step, then the final image (batch 1)."""
+        """Frames of one run: an x0 preview per step, then the final image (batch 1), through the
+        world's final-image stage when it has one and the request wants it."""
         gen = torch.Generator().manual_seed(req.seed)
         shape = (1, 3, self.image_size, self.image_size)
-        yield from sample(self.mixture(req, batched), req.tensors(), shape, steps=req.steps, sampler=req.sampler,
-                          generator=gen, num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule)
+        for frame in sample(self.mixture(req, batched), req.tensors(), shape, steps=req.steps, sampler=req.sampler,
+                            generator=gen, num_train_timesteps=self.num_train_timesteps,
+                            beta_schedule=self.beta_schedule):
+            if frame.done and req.superres and self.final_stage is not None:
+                with torch.inference_mode():
+                    frame = replace(frame, image=self.final_stage(frame.image))
+            yield frame
 
 
 def _faces_expert(path: Path, name: str, trace: bool = True) -> tuple[Expert, dict]:
@@ -107,9 +116,11 @@ def faces_world_files(folder: Path = FACES_DIR) -> dict[str, Path]:
     return {name: folder / f"{name}.safetensors" for name in (*MODALITIES, "joint")}
 
 
-def load_faces_world(folder: Path | str = FACES_DIR, trace: bool = True) -> World:
+def load_faces_world(folder: Path | str = FACES_DIR, trace: bool = True,
+                     superres_file: Path | str | None = SUPERRES_FILE) -> World:
     """The built-in cartoon-faces world from self-describing safetensors files in `folder`; its
-    networks run as TorchScript traces unless trace=False (see experts.traced)."""
+    networks run as TorchScript traces unless trace=False (see experts.traced). Its final-image stage:
+    the super-resolution network in superres_file (32 -> 128 px), where that file is (None: none)."""
     folder = Path(folder)
     files = faces_world_files(folder)
     missing = [str(p) for n, p in files.items() if n in MODALITIES and not p.exists()]
@@ -124,5 +135,9 @@ def load_faces_world(folder: Path | str = FACES_DIR, trace: bool = True) -> Worl
     if files["joint"].exists():
         baselines["joint"], cards["joint"] = _faces_expert(files["joint"], "joint", trace)
     first = json.loads(read_metadata(files[MODALITIES[0]])["config"])
+    final_stage = None
+    if superres_file is not None and Path(superres_file).exists():
+        final_stage = load_superres(superres_file)
+        cards["superres"] = final_stage.config.extra
     return World(BUILTIN, experts, first["image_size"], first["num_train_timesteps"], first["beta_schedule"],
-                 baselines, cards)
+                 baselines, cards, final_stage=final_stage)

@@ -1,0 +1,380 @@
+"""The final-image stage: a small network of ours that maps a 32 px face to 128 px, sharpening and
+cleaning at once (the product's samples carry grain, soft region edges and colour shifts that bicubic
+upscaling only enlarges).
+
+    python -m unite_demo.superres --minutes 60          # train, then write assets/superres/
+
+Trained on pairs rendered from one seed (faces.make_face at 32 and at 128 px, the superres split,
+which no expert sees), the 32 px side degraded the way the product's samples differ from clean renders
+(DEGRADE holds ranges taken from measuring them with superres.grain). Weights: fp16
+safetensors with the config and the training record in the metadata, plus a card .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from .conditions import image_tensor, to_uint8
+from .faces import DATA_VERSION, SPLITS, make_face
+from .metric_nets import card_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+SUPERRES_DIR = ROOT / "assets" / "superres"
+SUPERRES_FILE = SUPERRES_DIR / "superres.safetensors"
+HELDOUT_FACES = 200  # first faces of the held-out split for the card's PSNR
+
+
+@dataclass
+class SRConfig:
+    scale: int = 4
+    channels: int = 48
+    blocks: int = 6
+    extra: dict = field(default_factory=dict)  # training record
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class SuperRes(nn.Module):
+    """(B,3,h,w) in [-1,1] -> (B,3,4h,4w) in [-1,1]: bicubic upscaling plus a learned correction
+    (residual blocks at the input size, then two x2 pixel-shuffle stages)."""
+
+    def __init__(self, config: SRConfig):
+        super().__init__()
+        if config.scale != 4:
+            raise ValueError(f"superres: scale 4 only, got {config.scale}")
+        self.config = config
+        c = config.channels
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.body = nn.Sequential(*[ResBlock(c) for _ in range(config.blocks)], nn.Conv2d(c, c, 3, padding=1))
+        self.up = nn.Sequential(nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
+                                nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.ReLU())
+        self.tail = nn.Conv2d(c, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(x)
+        h = self.up(h + self.body(h))
+        base = F.interpolate(x, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
+        return (base + self.tail(h)).clamp(-1, 1)
+
+
+def save_net(net: SuperRes, path: Path) -> None:
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"format": "pt", "kind": "superres", "config": json.dumps(asdict(net.config))})
+
+
+def load_net(path: Path | str = SUPERRES_FILE) -> SuperRes:
+    """The super-resolution network (float32, eval mode)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"super-resolution weights {path} are missing; train them with "
+                                "`python -m unite_demo.superres --minutes 60`")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("kind") != "superres":
+        raise ValueError(f"{path} is not a super-resolution file (no superres config in its metadata)")
+    net = SuperRes(SRConfig(**json.loads(meta["config"])))
+    net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    return net.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image measures: what makes an output look grainy or soft, region by region.
+
+def grain(images: np.ndarray, seg: np.ndarray, margin: int) -> float:
+    """Mean colour spread inside regions, away from their edges: for each image and each class region
+    of `seg` (N,H,W, at the images' size) eroded by `margin` pixels, the RMS distance of its pixels'
+    RGB (0..255) from the region's mean colour; averaged over regions (at least 4 pixels)."""
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    spreads = []
+    for img, labels in zip(images.astype(np.float64), seg):
+        for k in np.unique(labels):
+            inside = cv2.erode((labels == k).astype(np.uint8), kernel) > 0
+            if inside.sum() >= 4:
+                px = img[inside]
+                spreads.append(float(np.sqrt(((px - px.mean(0)) ** 2).sum(1).mean())))
+    return float(np.mean(spreads)) if spreads else 0.0
+
+
+def edge_sharpness(images: np.ndarray, seg: np.ndarray) -> float:
+    """Mean gradient magnitude (Sobel on grey, 0..255 per pixel) on the boundaries between the
+    regions of `seg` (N,H,W at the images' size): higher = crisper region edges."""
+    values = []
+    for img, labels in zip(images, seg):
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        g = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)) / 8
+        lab = labels.astype(np.int16)
+        boundary = np.zeros(lab.shape, bool)
+        boundary[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+        boundary[1:, :] |= lab[1:, :] != lab[:-1, :]
+        if boundary.any():
+            values.append(float(g[boundary].mean()))
+    return float(np.mean(values)) if values else 0.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the PSNR (dB) between uint8 images a and b (N,H,W,3)."""
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
+    return float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Degradations: the product's samples, measured against clean renders of the same kind of face
+# (scripts/ measurement, superres.grain: colour spread inside regions ~28-29 against the renders' 2, as much as Gaussian
+# noise of sigma ~17/255 adds; blotchy low-frequency colour; slightly softer or harder edges; colours a
+# little more saturated). Ranges in [-1, 1] units; each draw independent per image.
+DEGRADE = {
+    "p_clean": 0.2,  # the image as rendered: clean inputs stay sharp
+    "noise": (0.0, 0.10),  # per-pixel Gaussian noise, sigma (0.10 = 13/255)
+    "blotch": (0.0, 0.25),  # low- and mid-frequency colour noise (a 2, 4, 8 or 16 cell grid, bicubic), amplitude
+    "blur": (0.0, 0.6),  # Gaussian blur sigma in pixels, half of the images
+    "warp": 0.5,  # a smooth random displacement up to this many pixels: wobbly region edges
+    "gain": 0.08,  # per-channel gain and offset, either way
+    "saturation": (0.9, 1.25),
+}
+
+
+def degrade(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """(B,3,h,w) clean images in [-1,1] -> images that look like the product's samples (DEGRADE)."""
+    d = DEGRADE
+    b, _, h, w = x.shape
+
+    def u(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(b, *shape, generator=gen)
+
+    out = x
+    # Wobbly edges: a smooth displacement field from a 4x4 grid of random offsets.
+    flow = F.interpolate(u(-1, 1, 2, 4, 4), size=(h, w), mode="bicubic", align_corners=False)
+    flow = flow * u(0, d["warp"], 1, 1, 1) * 2 / torch.tensor([w, h]).view(1, 2, 1, 1)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    grid = torch.stack([xs, ys], -1).expand(b, h, w, 2) + flow.permute(0, 2, 3, 1)
+    out = F.grid_sample(out, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    # Soft edges: Gaussian blur for half of the images.
+    sigma = u(*d["blur"], 1, 1, 1) * (torch.rand(b, 1, 1, 1, generator=gen) < 0.5)
+    k = torch.arange(-2, 3, dtype=torch.float32).view(1, 5)
+    kernels = torch.exp(-(k ** 2) / (2 * sigma.view(b, 1).clamp_min(1e-3) ** 2))
+    kernels = kernels / kernels.sum(1, keepdim=True)  # (B, 5)
+    padded = F.pad(out, (2, 2, 2, 2), mode="replicate")
+    rows = sum(kernels[:, i].view(b, 1, 1, 1) * padded[:, :, :, i:i + w] for i in range(5))
+    out = sum(kernels[:, i].view(b, 1, 1, 1) * rows[:, :, i:i + h, :] for i in range(5))
+    # Colours: saturation, gain and offset per channel.
+    grey = out.mean(1, keepdim=True)
+    out = grey + (out - grey) * u(*d["saturation"], 1, 1, 1)
+    out = out * (1 + u(-d["gain"], d["gain"], 3, 1, 1)) + u(-d["gain"], d["gain"], 3, 1, 1)
+    # Grain: blotchy low-frequency colour and per-pixel noise.
+    cells = (2, 4, 8, 16)[int(torch.randint(0, 4, (1,), generator=gen))]
+    blotch = F.interpolate(torch.randn(b, 3, cells, cells, generator=gen), size=(h, w), mode="bicubic",
+                           align_corners=False)
+    out = out + blotch * u(*d["blotch"], 1, 1, 1)
+    out = out + torch.randn(out.shape, generator=gen) * u(*d["noise"], 1, 1, 1)
+    clean = torch.rand(b, 1, 1, 1, generator=gen) < d["p_clean"]
+    return torch.where(clean, x, out).clamp(-1, 1)
+
+
+@torch.inference_mode()
+def upscale(net: SuperRes, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """(N,h,w,3) uint8 -> (N,4h,4w,3) uint8."""
+    return np.concatenate([to_uint8(net(image_tensor(images[i:i + batch]))) for i in range(0, len(images), batch)])
+
+
+def bicubic(images: np.ndarray, scale: int = 4) -> np.ndarray:
+    """The baseline: (N,h,w,3) uint8 upscaled bicubic (torch's, as SuperRes's own base)."""
+    x = F.interpolate(image_tensor(images), scale_factor=scale, mode="bicubic", align_corners=False)
+    return to_uint8(x)
+
+
+def box_down(images: np.ndarray, scale: int = 4) -> np.ndarray:
+    """(N,H,W,3) uint8 -> (N,H/scale,W/scale,3): the mean of each scale x scale block, as the
+    generator makes its images from a drawing at a larger size."""
+    n, h, w, c = images.shape
+    blocks = images.reshape(n, h // scale, scale, w // scale, scale, c).astype(np.float64)
+    return blocks.mean((2, 4)).round().astype(np.uint8)
+
+
+def pairs(count: int, start: int, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """`count` faces from seed `start` on, rendered at 32 * scale px, and that render box-filtered to
+    32 px. (faces.make_face's own 32 px render of the seed differs from it in thin lines, whose widths
+    round differently at each size: the segmenter reads the 128 px render brought back to 32 px at
+    mIoU 0.880 against 0.927 for the 32 px render, so a network trained on the two renders could not
+    keep the consistencies measured at 32 px.)"""
+    hi = np.stack([make_face(start + k, 32 * scale).image for k in range(count)])
+    return box_down(hi, scale), hi
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: L1 between SR(degraded 32 px crop) and the 128 px render's crop; resumable.
+
+def heldout_scores(net: SuperRes, n: int) -> dict:
+    """PSNR against the 128 px renders of the first n held-out faces, for SR and bicubic, on the
+    clean 32 px renders and on degraded ones (one fixed draw)."""
+    lo, hi = pairs(n, SPLITS["heldout"].start, net.config.scale)
+    bad = to_uint8(degrade(image_tensor(lo), torch.Generator().manual_seed(1234)))
+    return {"psnr_clean_sr": round(psnr(upscale(net, lo), hi), 2), "psnr_clean_bicubic": round(psnr(bicubic(lo), hi), 2),
+            "psnr_degraded_sr": round(psnr(upscale(net, bad), hi), 2),
+            "psnr_degraded_bicubic": round(psnr(bicubic(bad), hi), 2), "faces": n}
+
+
+def train(args) -> Path:
+    out = Path(args.checkpoints)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "last.safetensors"
+    config = SRConfig(channels=args.channels, blocks=args.blocks)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        net = SuperRes(config)
+    if args.init and not ckpt.exists():
+        start_net = load_net(args.init)
+        if asdict(start_net.config) | {"extra": {}} != asdict(config) | {"extra": {}}:
+            raise ValueError(f"--init {args.init}: its architecture ({start_net.config}) is not this run's ({config})")
+        net.load_state_dict(start_net.state_dict())
+        init_record = start_net.config.extra
+    else:
+        init_record = None
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
+    state = {"step": 0, "seconds": 0.0, "losses": [], "lr": args.lr, "batch": args.batch, "crop": args.crop,
+             "init": str(args.init) if args.init else None, "init_record": init_record}
+    if ckpt.exists():
+        tensors = load_file(str(ckpt))
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        with safe_open(str(ckpt), framework="pt") as f:
+            state = json.loads(f.metadata()["state"])
+        params = [p for p in net.parameters()]
+        for i, p in enumerate(params):
+            opt.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"], "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"],
+                            "step": torch.tensor(float(state["step"]))}
+        print(f"resumed at step {state['step']} ({state['seconds'] / 60:.1f} min so far)", flush=True)
+    t0 = time.time()
+    lo, hi = pairs(args.faces, SPLITS["superres"].start, config.scale)
+    lo_t, hi_t = image_tensor(lo), image_tensor(hi)
+    print(f"{args.faces} training pairs in {time.time() - t0:.0f} s", flush=True)
+    start, start_step = time.time(), state["step"]
+    budget = args.minutes * 60
+    total = args.total_minutes * 60
+    s, c = config.scale, state["crop"]
+    running = []
+    net.train()
+    def more() -> bool:
+        if args.steps:
+            return state["step"] < (args.until_step or args.steps)
+        return time.time() - start < budget and state["seconds"] + time.time() - start < total
+
+    while more():
+        step = state["step"]
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)  # data order: a function of the step
+        progress = step / args.steps if args.steps else min(1.0, (state["seconds"] + time.time() - start) / total)
+        lr = state["lr"] * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * progress))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, len(lo_t), (state["batch"],), generator=gen)
+        oy, ox = (int(v) for v in torch.randint(0, 32 - c + 1, (2,), generator=gen))
+        x = degrade(lo_t[idx], gen)[:, :, oy:oy + c, ox:ox + c]
+        y = hi_t[idx][:, :, oy * s:(oy + c) * s, ox * s:(ox + c) * s]
+        loss = F.l1_loss(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running.append(loss.item())
+        state["step"] = step + 1
+        if state["step"] % args.log_every == 0:
+            state["losses"].append([state["step"], round(float(np.mean(running)), 5)])
+            print(f"superres step {state['step']} loss {np.mean(running):.4f} "
+                  f"{(time.time() - start) / (state['step'] - start_step):.3f}s/step lr {lr:.2e}", flush=True)
+            running = []
+        if state["step"] % args.save_every == 0:
+            _save_checkpoint(ckpt, net, opt, {**state, "seconds": state["seconds"] + time.time() - start})
+    state["seconds"] += time.time() - start
+    _save_checkpoint(ckpt, net, opt, state)
+    if (state["step"] < args.steps) if args.steps else state["seconds"] < total - 1:
+        print(f"checkpoint at step {state['step']} ({state['seconds'] / 60:.1f} of {args.total_minutes} min); "
+              "run again to go on", flush=True)
+        return ckpt
+    net.eval()
+    config.extra = {
+        "command": args.command, "split": f"faces.SPLITS['superres']: seeds {SPLITS['superres'].start}.."
+                                          f"{SPLITS['superres'].start + args.faces - 1}",
+        "data_version": DATA_VERSION, "steps": state["step"], "batch": state["batch"], "crop": f"{c} px -> {c * s} px",
+        "lr": state["lr"], "seed": args.seed, "init": state.get("init"), "init_record": state.get("init_record"),
+        "wall_minutes": round(state["seconds"] / 60, 1),
+        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "first_logged_loss": state["losses"][0][1] if state["losses"] else None,
+        "final_loss": state["losses"][-1][1] if state["losses"] else None,
+        "degradations": DEGRADE, "heldout": heldout_scores(net, args.heldout),
+    }
+    dest = Path(args.out) / "superres.safetensors"
+    save_net(net, dest)
+    write_card(dest, config)
+    print(f"saved {dest}: {json.dumps(config.extra['heldout'])}", flush=True)
+    return dest
+
+
+def _save_checkpoint(path: Path, net: SuperRes, opt, state: dict) -> None:
+    tensors = {f"net.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
+    for i, p in enumerate(net.parameters()):
+        if p in opt.state:
+            tensors[f"opt.{i}.exp_avg"] = opt.state[p]["exp_avg"].contiguous()
+            tensors[f"opt.{i}.exp_avg_sq"] = opt.state[p]["exp_avg_sq"].contiguous()
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    tmp.replace(path)
+
+
+def write_card(path: Path, config: SRConfig) -> None:
+    size = sum(p.numel() for p in SuperRes(config).parameters())
+    lines = ["# superres (final-image stage, cartoon-faces)", "",
+             f"32 px face -> 128 px, {size / 1e6:.2f} M parameters, fp16. Trained by "
+             "`python -m unite_demo.superres` on faces drawn at 128 px and box-filtered to 32 px, the 32 px side "
+             "degraded like the product's samples (superres.DEGRADE).", "", *card_rows(config.extra)]
+    lines.append(f"| architecture | channels {config.channels}, {config.blocks} residual blocks, two x2 pixel shuffles |")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60, help="wall time for this call")
+    ap.add_argument("--total-minutes", type=float, default=None, help="the whole run's wall time, over resumed calls "
+                    "(default: --minutes); the learning rate's cosine spans it")
+    ap.add_argument("--steps", type=int, default=0, help="train to this many steps instead (the cosine spans them)")
+    ap.add_argument("--until-step", type=int, default=0, help="with --steps: stop this call at this step")
+    ap.add_argument("--faces", type=int, default=6000, help="training pairs from the superres split")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--crop", type=int, default=16, help="input crop side in pixels (the target's is 4x)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--channels", type=int, default=SRConfig.channels)
+    ap.add_argument("--blocks", type=int, default=SRConfig.blocks)
+    ap.add_argument("--heldout", type=int, default=HELDOUT_FACES, help="held-out faces for the card's PSNR")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="start from these superres weights (a file this script wrote)")
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--save-every", type=int, default=200)
+    ap.add_argument("--checkpoints", default=str(ROOT / "checkpoints" / "superres"))
+    ap.add_argument("--out", default=str(SUPERRES_DIR))
+    args = ap.parse_args(argv)
+    args.total_minutes = args.total_minutes or args.minutes
+    args.command = "python -m unite_demo.superres " + " ".join(sys.argv[1:] if argv is None else argv)
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
