@@ -232,3 +232,11 @@ try:
     MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
 except (OSError, AttributeError):
     MALLOC_TRIM = None
+
+# glibc raises its mmap threshold up to 32 MB once a large mmapped block is freed, so from then on the
+# final-image stage's few-MB buffers come from the thread arenas, which keep them. A fixed threshold
+# (M_MMAP_THRESHOLD = -3; setting it turns the raising off) hands every block of 1 MB or more back at once.
+try:
+    ctypes.CDLL(None).mallopt(-3, 1 << 20)
+except (OSError, AttributeError):
+    pass
