@@ -107,12 +107,13 @@ def world_page(name):
 
 def world_changed(name):
     """Another world: its painter palette (for BRUSH_JS) and legend, its cards, its class picker, its
-    steps and guidance."""
+    steps, guidance and reliabilities."""
     page = world_page(name)
     return (dataclasses.asdict(painter_brush(page.brush_colours, page.default_colour)), page.legend,
             gr.Column(visible="seg" in page.modalities), gr.Column(visible="sketch" in page.modalities),
             gr.Column(visible="text" in page.modalities), gr.Column(visible="class" in page.modalities),
-            gr.Dropdown(choices=page.class_choices, value=""), page.steps, page.guidance)
+            gr.Dropdown(choices=page.class_choices, value=""), page.steps, page.guidance,
+            *(page.reliability.get(m, 1.0) for m in ("seg", "sketch", "text", "class")))
 
 
 def blank_map(name):
@@ -228,7 +229,8 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
     blank.click(blank_map, world, seg_sent, queue=False, api_visibility="private").then(
         None, seg_sent, seg, js=SHOW_JS, api_visibility="private")
     world.change(world_changed, world, [brush_sent, legend, seg_card, sketch_card, text_card, class_card, class_name,
-                                        steps, guidance], api_visibility="private").then(
+                                        steps, guidance, r_seg, r_sketch, r_text, r_class],
+                 api_visibility="private").then(
         None, brush_sent, seg, js=BRUSH_JS, api_visibility="private")
     world.input(blank_map, world, seg_sent, api_visibility="private").then(
         None, seg_sent, seg, js=SHOW_JS, api_visibility="private")

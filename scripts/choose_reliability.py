@@ -5,7 +5,8 @@ tables never use: drawn cases 1000..1099 and held-out faces 9,001,000..9,001,099
 
 Rule: among the candidates whose every consistency keeps at least 96% of that modality's expert alone
 on the drawn slice (the acceptance's 95%, plus a point for the sampling noise of 100 cases), the one
-with the highest mean consistency over both slices. Seed 0, guidance and steps the world's defaults.
+with the highest mean consistency over both slices. Seed 0; guidance scale and options, sampler and
+steps the world's defaults.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def main() -> None:
     experts = {e.name: e for e in world.experts}
 
     def consistency(reliability: dict, which: str) -> dict:
-        mixture = ProductOfExperts([experts[k] for k in reliability], reliability, DEFAULTS["guidance"])
+        mixture = ProductOfExperts([experts[k] for k in reliability], reliability, DEFAULTS["guidance"],
+                                   options=world.guidance_options)
         images, _ = evaluate.generate(mixture, conds[which], N, size, args, 0, world)
         return judge.score(images, sets[which]).consistency()
 

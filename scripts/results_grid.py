@@ -1,6 +1,7 @@
-"""README picture: for each shipped example, the three conditions and the product of experts' image.
+"""README pictures: for each shipped example, the three conditions and the product of experts' image;
+and the final-image stage beside bicubic upscaling on the same samples.
 
-    python scripts/results_grid.py [--out docs/results.png]
+    python scripts/results_grid.py [--out docs/results.png] [--final-stage docs/final_stage.png]
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="docs/results.png")
     ap.add_argument("--seeds", type=int, default=3, help="images per example (seeds 0..n-1)")
+    ap.add_argument("--final-stage", help="also write the final-image stage beside bicubic to this file")
     args = ap.parse_args(argv)
     world = load_faces_world()
+    if args.final_stage:
+        final_stage_figure(world, Path(args.final_stage), args.seeds)
     rows = []
     for ex in load_examples():
         req = world.request(seg=ex.seg, sketch=ex.sketch, text=ex.text, reliability=ex.reliability, seed=0)
@@ -45,6 +49,31 @@ def main(argv=None) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(args.out)
     print(f"wrote {args.out} ({grid.shape[1]}x{grid.shape[0]})")
+
+
+def final_stage_figure(world, out: Path, seeds: int) -> None:
+    """Rows: the examples; pairs of cells: one sample (seed k) at 128 px, bicubic from the model's 32 px
+    and through the final-image stage."""
+    from unite_demo import superres
+
+    rows = []
+    for ex in load_examples():
+        pairs = []
+        for seed in range(seeds):
+            req = world.request(seg=ex.seg, sketch=ex.sketch, text=ex.text, reliability=ex.reliability, seed=seed,
+                                superres=False)
+            small = to_uint8([f for f in world.generate(req) if f.done][0].image)
+            pairs += [superres.bicubic(small)[0], superres.upscale(world.final_stage, small)[0],
+                      np.full((CELL, 6, 3), 255, np.uint8)]
+        rows.append(np.concatenate(pairs[:-1], 1))
+    head = Image.new("RGB", (rows[0].shape[1], 18), (255, 255, 255))
+    for seed in range(seeds):
+        ImageDraw.Draw(head).text((seed * (2 * CELL + 6) + 4, 3), "bicubic from 32 px | final-image stage",
+                                  fill=(0, 0, 0))
+    grid = np.concatenate([np.asarray(head), *rows], 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(out)
+    print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
 
 from helpers import editor_value, run
+from unite_demo.limits import DEFAULTS
 from scripts.media import serve
 from unite_demo import generate, limits, pages, runs
 from unite_demo.examples import load_examples
@@ -60,7 +61,7 @@ def test_only_generate_is_public_and_every_input_has_the_pages_default(client):
 def test_no_arguments_streams_previews_before_the_final_image(client):
     updates = stream(client)
     lines = [u[1].splitlines()[0] for u in updates]
-    assert lines[0] == "step 1 / 16" and "done" in lines[-1]
+    assert lines[0] == f"step 1 / {DEFAULTS['steps']}" and "done" in lines[-1]
     steps = [int(line.split()[1]) for line in lines]
     assert steps == sorted(steps)
     previews = [u[0] for u in updates[:-1]]

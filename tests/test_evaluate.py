@@ -59,7 +59,7 @@ def test_small_evaluation_writes_table_json_and_sweep_and_is_deterministic(tiny)
     root = tiny[0]
     res = _run(tiny, "a")
     md = (root / "a" / "eval.md").read_text()
-    assert "N = 4 held-out faces" in md and "2 dpmpp steps" in md and "Hardware:" in md and "Runtime:" in md
+    assert "N = 4 held-out faces" in md and f"2 {DEFAULTS['sampler']} steps" in md and "Hardware:" in md and "Runtime:" in md
     assert "| row | seg mIoU ↑ | sketch F1 ↑ | text acc ↑ | mean ↑ | FD ↓ |" in md
     # Held-out: table head, rows, real faces; drawn: table head, rows; sweep head, 4 points.
     assert md.count("\n| ") == 2 + len(ROWS) + 1 + 2 + len(ROWS) + 2 + 4
@@ -141,22 +141,43 @@ def test_spread_is_half_the_range_across_seeds():
 
 
 @pytest.mark.slow
-def test_the_final_stage_and_the_guidance_remedies_get_their_rows(tiny, tmp_path):
+def test_the_final_stage_the_guidance_remedies_and_the_solvers_get_their_rows(tiny, tmp_path):
     """With a final-image stage: its section (grain, edge sharpness, consistencies at 32 px, PSNR on
-    renders); with --remedies: a product row per guidance option, each making other images."""
+    renders); with --remedies: a product row per guidance option, each making other images; with
+    --solvers: the product's consistencies and FD at each sampler and step count, in the report."""
     from unite_demo import superres
 
     net = superres.SuperRes(superres.SRConfig(channels=8, blocks=1))
     net.config.extra = {"steps": 0}
     superres.save_net(net.eval(), tmp_path / "sr.safetensors")
-    data = _run(tiny, "fs", "--superres-file", str(tmp_path / "sr.safetensors"), "--remedies", "interval", "apg")
+    data = _run(tiny, "fs", "--superres-file", str(tmp_path / "sr.safetensors"), "--remedies", "plain", "apg",
+                "--solvers", "unipc:2", "dpmpp:3")
     section = data["final_stage"]
     assert set(section["sets"]) == {"heldout", "drawn"} and section["renders"]["faces"] == 4
     for m in section["sets"].values():
         assert m["grain"]["superres"] >= 0 and m["edge_sharpness"]["bicubic"] >= 0
         assert set(m["consistency"]["superres"]) == {"seg", "sketch", "text", "mean"}
-    assert {"poe_interval", "poe_apg"} <= set(data["rows"])
-    means = {k: data["rows"][k]["metrics"]["mean"]["per_seed"] for k in ("poe_default", "poe_interval", "poe_apg")}
-    assert means["poe_interval"] != means["poe_default"] or means["poe_apg"] != means["poe_default"]
+        assert m["region_spread"]["bicubic"] >= 0
+    assert {"poe_plain", "poe_apg"} <= set(data["rows"])
+    means = {k: data["rows"][k]["metrics"]["mean"]["per_seed"] for k in ("poe_default", "poe_plain", "poe_apg")}
+    assert means["poe_plain"] != means["poe_default"] or means["poe_apg"] != means["poe_default"]
+    assert "sigma in (0.28, 5.42]" in data["rows"]["poe_default"]["label"]  # the default options: the interval
+    for which in ("heldout", "drawn"):
+        got = data["solvers"][which]
+        assert [(r["sampler"], r["steps"]) for r in got] == [("unipc", 2), ("dpmpp", 3)]
+        assert all(0 <= r["mean"] <= 1 and r["fd"] > 0 for r in got) and got[0]["mean"] != got[1]["mean"]
+    md = (tiny[0] / "fs" / "eval.md").read_text()
+    assert "## Steps and solver" in md and "| unipc | 2 |" in md and "region spread" in md
     md = (tiny[0] / "fs" / "eval.md").read_text()
     assert "## The final-image stage" in md and "adaptive projected guidance" in md
+
+
+def test_a_solver_argument_is_a_sampler_and_a_step_count():
+    import argparse
+
+    assert evaluate.solver_arg("unipc:12") == ("unipc", 12)
+    for bad in ("euler:8", "dpmpp", "dpmpp:x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="SAMPLER:STEPS with a sampler from dpmpp, unipc, ddim"):
+            evaluate.solver_arg(bad)
+    with pytest.raises(ValueError, match="steps must be a whole number from 1 to 200"):
+        evaluate.solver_arg("dpmpp:0")

@@ -150,7 +150,7 @@ def test_none_numbers_take_the_defaults(world):
 
 
 @pytest.mark.parametrize("kw, pattern", [
-    ({"sampler": "euler"}, r"sampler: unknown sampler 'euler'; accepted: dpmpp, ddim"),
+    ({"sampler": "euler"}, r"sampler: unknown sampler 'euler'; accepted: dpmpp, unipc, ddim"),
     ({"sampler": None}, r"sampler: unknown sampler None"),
     ({"world_name": "mars"}, r"world: unknown world 'mars'; accepted: cartoon-faces"),
     ({"world_name": ""}, r"world: unknown world ''"),
@@ -212,8 +212,14 @@ def test_no_pickle_loading_and_no_remote_code_anywhere_in_the_code():
     pattern = re.compile(r"torch\.load\(|import pickle|pickle\.load|trust_remote_code\s*=\s*True|weights_only\s*=\s*False"
                          r"|allow_pickle\s*=\s*True")
     offenders = [f"{p.name}:{k}" for p in source_files() for k, line in enumerate(p.read_text().splitlines(), 1)
-                 if pattern.search(line)]
+                 if pattern.search(line) and not SAFE_LOAD.search(line)]
     assert offenders == []
+    # The one load of a pickle: the one-time conversion of pickled hub weights, tensors only.
+    conversions = [p.name for p in source_files() if SAFE_LOAD.search(p.read_text())]
+    assert conversions == ["convert_to_safetensors.py"]
+
+
+SAFE_LOAD = re.compile(r"torch\.load\([^)]*weights_only=True\)")
 
 
 def test_pretrained_weights_load_from_safetensors_only(tmp_path, monkeypatch):

@@ -391,3 +391,181 @@ def test_benchmark_runs_on_tiny_networks(capsys):
     for label in ("ours: batched", "naive: one expert at a time", "diffusers: MultiControlNet + CFG", "naive / ours"):
         assert label in out
     assert result["ours_eager"]["ms"] > 0 and result["max_abs_diff_batched_vs_naive"] <= 1e-4
+
+
+def test_two_threads_through_one_captured_graph_each_get_their_own_result(monkeypatch):
+    """The CUDA-graph cache's logic on the CPU, with a stand-in capture whose replay reads the shared
+    input buffer after a pause (as a real replay reads it on the GPU later): two runs at once in two
+    threads must each get f(their own input), never the other's."""
+    import threading
+    import time
+
+    from unite_demo.sd15.denoisers import CapturedCalls
+
+    class StandInGraph:
+        def __init__(self, fn, static_in, static_out):
+            self.fn, self.static_in, self.static_out = fn, static_in, static_out
+
+        def replay(self):
+            time.sleep(0.002)  # the other thread's copy-in lands here without a lock
+            self.static_out.copy_(self.fn(*self.static_in))
+
+    def capture(fn, inputs):
+        static_in = [x.clone() for x in inputs]
+        static_out = fn(*static_in).clone()
+        return StandInGraph(fn, static_in, static_out), static_in, static_out
+
+    monkeypatch.setattr(CapturedCalls, "_capture", staticmethod(capture))
+    calls = CapturedCalls()
+    fn = lambda x: x * 2 + 1  # noqa: E731
+    wrong = []
+
+    def run(offset):
+        for k in range(30):
+            x = torch.full((4,), float(offset + k))
+            if not torch.equal(calls("layout", fn, x), fn(x)):
+                wrong.append((offset, k))
+
+    threads = [threading.Thread(target=run, args=(o,)) for o in (0, 1000)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [] and len(calls.graphs) == 1
+
+
+def test_each_world_starts_from_its_own_reliabilities(config, world):
+    """SD's prompt at s * r_text = 7.5 (its usual scale for one prompt), not the faces world's r_text
+    times SD's s; with the prompt in the ControlNet rows too, 7.5 over the three; the page's
+    sliders take the same values on a world change."""
+    import dataclasses
+
+    from unite_demo.pages import world_page
+
+    req = world.request(**_inputs())
+    assert req.guidance * req.reliability["text"] == pytest.approx(7.5)
+    assert {m: world_page(world).reliability[m] for m in req.reliability} == req.reliability
+    spatial = sd15.load_world("sd15", dataclasses.replace(config, spatial_prompt=True))
+    r = spatial.request(**{k: v for k, v in _inputs().items() if k != "class_id"})
+    assert r.guidance * sum(r.reliability[m] for m in ("text", "seg", "sketch")) == pytest.approx(7.5)
+
+
+def test_a_dit_with_pickled_weights_only_is_named_and_converts_once(config, folders, tmp_path):
+    """DiT's hub weights are .bin files: missing() says so (not only that a config exists), with the
+    conversion; scripts/convert_to_safetensors.py writes a folder that loads and gives the same eps."""
+    import dataclasses
+    import shutil
+
+    from diffusers import DiTTransformer2DModel
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import convert_to_safetensors
+
+    pickled = tmp_path / "dit-bin"
+    shutil.copytree(folders["dit"] / "scheduler", pickled / "scheduler")
+    DiTTransformer2DModel.from_pretrained(folders["dit"], subfolder="transformer").save_pretrained(
+        pickled / "transformer", safe_serialization=False)
+    bin_config = dataclasses.replace(config, dit=str(pickled))
+    problems = sd15.missing("sd15-dit", bin_config)
+    assert len(problems) == 1 and "UNITE_DIT=" in problems[0] and "only pickled weights" in problems[0]
+    assert "scripts/convert_to_safetensors.py" in problems[0] and sd15.configured_worlds(bin_config) == ["sd15"]
+    assert convert_to_safetensors.main([str(pickled), "--out", str(tmp_path / "dit-safe")]) == 0
+    safe_config = dataclasses.replace(config, dit=str(tmp_path / "dit-safe"))
+    assert sd15.missing("sd15-dit", safe_config) == []
+    converted = sd15.load_world("sd15-dit", safe_config)
+    original = sd15.load_world("sd15-dit", config)
+    cond = {"class": torch.nn.functional.one_hot(torch.tensor([3]), 1000).float()}
+    torch.testing.assert_close(converted.experts[3].denoiser(_x(2), AB, cond),
+                               original.experts[3].denoiser(_x(2), AB, cond), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parity with diffusers' own pipelines (the same tiny weights, seed, scheduler and steps; fp32 CPU)
+
+def _ddim(world):
+    from unite_demo.sampler import make_sampler
+
+    return make_sampler("ddim", world.num_train_timesteps, world.beta_schedule, world.beta_start, world.beta_end)
+
+
+def _start_latents(world, seed):
+    side = world.image_size // world.vae_factor
+    return torch.randn((1, world.vae.config.latent_channels, side, side), generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_text_expert_alone_equals_stable_diffusion_pipeline_at_the_same_guidance(config):
+    """One expert at r = 1 is classifier-free guidance: our sd15 world with only the prompt equals
+    StableDiffusionPipeline (same scheduler, steps, starting latents, guidance 3), final images
+    compared. Tolerance 1e-5 on [-1, 1] pixels (measured 6e-8): the two differ only in float order
+    (our rows are [null, prompt] in one batch as theirs, the timestep reaches the UNet as a float);
+    both decode the same latents scaled by 1 / scaling_factor (forgetting it: 1.4 apart)."""
+    from diffusers import StableDiffusionPipeline
+
+    world = sd15.load_world("sd15", config)
+    steps, guidance, seed, prompt = 4, 3.0, 5, "a red house by a lake"
+    req = world.request(text=prompt, reliability={"text": 1.0}, guidance=guidance, steps=steps, seed=seed,
+                        sampler="ddim")
+    ours = list(world.generate(req))[-1].image
+    sd = world.experts[0].denoiser
+    pipe = StableDiffusionPipeline(vae=world.vae, text_encoder=world.text_encoder, tokenizer=world.tokenizer,
+                                   unet=sd.unet, scheduler=_ddim(world), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    theirs = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, latents=_start_latents(world, seed),
+                  output_type="pt").images * 2 - 1
+    assert ours.shape == theirs.shape and (ours - theirs).abs().max().item() <= 1e-5
+
+
+def test_a_controlnet_expert_reading_the_prompt_equals_the_controlnet_pipeline_at_guidance_1(config):
+    """With UNITE_SPATIAL_PROMPT=1, the sketch expert alone (r = 1, the text expert at r = 0) at
+    guidance 1 is the conditional prediction, as StableDiffusionControlNetPipeline's at guidance 1:
+    the same final image from the scribble given to it as a white-on-black picture (the polarity and
+    [0, 1] range it was trained on). Tolerance 1e-5 (measured 1.4e-6; the scribble inverted: 1.3e-4,
+    the tiny ControlNet's pull on the image being small). At guidance > 1 the two
+    differ by design: diffusers' unconditional row keeps the control image (its guidance pushes
+    along the prompt only), ours is the null of both (the expert's whole condition is guided)."""
+    import dataclasses
+
+    from diffusers import StableDiffusionControlNetPipeline
+    from PIL import Image
+
+    world = sd15.load_world("sd15", dataclasses.replace(config, spatial_prompt=True))
+    sd = world.experts[0].denoiser
+    pipe = StableDiffusionControlNetPipeline(vae=world.vae, text_encoder=world.text_encoder, tokenizer=world.tokenizer,
+                                             unet=sd.unet, controlnet=sd.controlnets["sketch"], scheduler=_ddim(world),
+                                             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    steps, seed, prompt = 4, 2, "a cat on a sofa"
+
+    def both(guidance):
+        req = world.request(text=prompt, sketch=_sketch(), reliability={"text": 0.0, "sketch": 1.0}, guidance=guidance,
+                            steps=steps, seed=seed, sampler="ddim")
+        ours = list(world.generate(req))[-1].image
+        scribble = Image.fromarray(req.sketch).convert("RGB")  # white strokes on black
+        theirs = pipe(prompt, image=scribble, num_inference_steps=steps, guidance_scale=guidance, height=SIZE,
+                      width=SIZE, latents=_start_latents(world, seed), output_type="pt").images * 2 - 1
+        return (ours - theirs).abs().max().item()
+
+    assert both(1.0) <= 1e-5
+    assert both(3.0) > 0.1  # the documented difference
+
+
+def test_the_dit_expert_alone_equals_dit_pipeline(world):
+    """The DiT expert alone (r = 1) sampled on DiT's own schedule equals DiTPipeline, at guidance 1
+    (the conditional prediction) and at guidance 4: both guide the first C output channels (eps) from
+    DiT's null class (id 1000) and drop the learned-sigma channels. Tolerance 1e-5 (float order)."""
+    from diffusers import DiTPipeline
+
+    from unite_demo.sampler import make_sampler, sample
+
+    dit = world.experts[3]
+    schedule = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
+    pipe = DiTPipeline(transformer=dit.denoiser.transformer, vae=world.vae, scheduler=make_sampler("ddim", **schedule))
+    steps, seed, label = 4, 3, 207
+    cond = {"class": torch.nn.functional.one_hot(torch.tensor([label]), 1000).float()}
+    side = world.image_size // world.vae_factor
+    for guidance in (1.0, 4.0):
+        ours = list(sample(ProductOfExperts([dit], {"class": 1.0}, guidance), cond, (1, 4, side, side), steps=steps,
+                           sampler="ddim", generator=torch.Generator().manual_seed(seed), final=world.decode_final,
+                           **schedule))[-1].image
+        theirs = pipe(class_labels=[label], guidance_scale=guidance, num_inference_steps=steps, output_type="pt",
+                      generator=torch.Generator().manual_seed(seed)).images * 2 - 1
+        assert (ours - theirs).abs().max().item() <= 1e-5, guidance

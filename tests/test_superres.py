@@ -90,3 +90,25 @@ def test_the_shipped_network_beats_bicubic_by_3_db_on_held_out_renders():
     assert scores["psnr_clean_sr"] >= scores["psnr_clean_bicubic"] + 3
     assert scores["psnr_degraded_sr"] >= scores["psnr_degraded_bicubic"] + 3
     assert sr.SUPERRES_FILE.stat().st_size <= 5 * 2 ** 20
+
+
+def test_back_projection_brings_the_output_back_to_the_input_and_mean_shift_flattens_regions():
+    """The finish: with back-projection alone, the 128 px output box-filtered to 32 px is the input
+    (within clamping and rounding); with mean shift, noise inside two flat regions is flattened and
+    the edge between them kept."""
+    net = sr.SuperRes(sr.SRConfig(channels=8, blocks=1)).eval()  # random weights: an output far from the input
+    lo, _ = sr.pairs(3, SPLITS["heldout"].start)
+    plain = sr.upscale(sr.FinalStage(net, {}), lo)
+    projected = sr.upscale(sr.FinalStage(net, {"backproject": True}), lo)
+    assert np.abs(sr.box_down(plain).astype(int) - lo).mean() > 5
+    assert np.abs(sr.box_down(projected).astype(int) - lo).mean() < 1.0
+    torch.nn.init.zeros_(net.tail.weight)  # the network is now bicubic upscaling
+    torch.nn.init.zeros_(net.tail.bias)
+    seg = np.zeros((1, 32, 32), np.uint8)
+    seg[0, :, 16:] = 1
+    noisy = np.clip(np.where(seg[..., None] == 1, 200, 40) + np.random.default_rng(0).normal(0, 8, (1, 32, 32, 3)),
+                    0, 255).astype(np.uint8)
+    big = seg.repeat(4, 1).repeat(4, 2)
+    soft, flat = sr.upscale(sr.FinalStage(net, {}), noisy), sr.upscale(sr.FinalStage(net, {"meanshift": (16, 30)}), noisy)
+    assert sr.grain(flat, big) < 0.5 * sr.grain(soft, big)
+    assert sr.edge_sharpness(flat, big) >= 0.9 * sr.edge_sharpness(soft, big)

@@ -115,9 +115,11 @@ def test_reliability_zero_ignores_that_condition(world):
     assert np.array_equal(a, b)
 
 
-def test_traced_networks_give_the_modules_eps_for_any_batch_noise_level_and_condition():
+@pytest.mark.parametrize("engine", ["onnx", "torchscript"])
+def test_served_networks_give_the_modules_eps_for_any_batch_noise_level_and_condition(engine, tmp_path, monkeypatch):
     import torch
 
+    from unite_demo import engines
     from unite_demo.experts import FaceDenoiser
     from unite_demo.faces import NUM_CLASSES
     from unite_demo.model import TEXT_DIM, FaceUNet, FaceUNetConfig
@@ -129,10 +131,12 @@ def test_traced_networks_give_the_modules_eps_for_any_batch_noise_level_and_cond
         torch.manual_seed(0)
         net = FaceUNet(config)
     alphas = make_sampler("ddim", config.num_train_timesteps, config.beta_schedule).alphas_cumprod
-    traced, plain = FaceDenoiser(net, alphas), FaceDenoiser(net, alphas, trace=False)
-    assert isinstance(traced.forward, torch.jit.ScriptModule) and plain.forward is net
+    monkeypatch.setattr(engines, "CACHE_DIR", tmp_path)
+    served, plain = FaceDenoiser(net, alphas, engine), FaceDenoiser(net, alphas, "eager")
+    kind = engines.OnnxForward if engine == "onnx" else torch.jit.ScriptModule
+    assert isinstance(served.forward, kind) and plain.forward is net
     g = torch.Generator().manual_seed(1)
-    for b, level in ((1, 0.02), (3, 0.5), (6, 0.97)):  # traced at batch 1: other batches and levels too
+    for b, level in ((1, 0.02), (3, 0.5), (6, 0.97)):  # traced/exported at batch 1: other batches and levels too
         x_t = torch.randn(b, 3, 16, 16, generator=g)
         alpha_bar = torch.full((b,), level)
         ids = torch.randint(0, NUM_CLASSES, (b, 16, 16), generator=g)
@@ -140,7 +144,7 @@ def test_traced_networks_give_the_modules_eps_for_any_batch_noise_level_and_cond
                 "sketch": (torch.rand(b, 2, 16, 16, generator=g) > 0.5).float(),
                 "text": torch.randn(b, TEXT_DIM, generator=g)}
         cond["seg"][0] = 0  # a null row
-        torch.testing.assert_close(traced(x_t, alpha_bar, cond), plain(x_t, alpha_bar, cond), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(served(x_t, alpha_bar, cond), plain(x_t, alpha_bar, cond), rtol=1e-5, atol=1e-5)
 
 
 def test_the_final_stage_sharpens_the_product_to_128_px_along_the_same_regions(world):
@@ -165,3 +169,35 @@ def test_the_final_stage_sharpens_the_product_to_128_px_along_the_same_regions(w
     regions = regions.repeat(4, 1).repeat(4, 2)
     soft = superres.bicubic(small[None].astype(np.uint8))
     assert superres.grain(sharp[None].astype(np.uint8), regions, 4) < superres.grain(soft, regions, 4)
+
+
+def test_the_built_in_world_runs_where_unite_device_says_or_on_a_gpu_where_there_is_one(monkeypatch):
+    import torch
+
+    from unite_demo.world import faces_device
+
+    monkeypatch.delenv("UNITE_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert faces_device() == torch.device("cuda")
+    monkeypatch.setenv("UNITE_DEVICE", "cpu")
+    assert faces_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("UNITE_DEVICE")
+    assert faces_device() == torch.device("cpu")
+
+
+def test_the_gpu_code_path_gives_the_same_image_from_the_same_seed(world):
+    """What changes on a GPU, run on the CPU: the networks moved to the world's device and served by
+    the trace (ONNX Runtime serves the CPU only), the conditions moved there, x_t drawn on the CPU
+    and moved. The final tensor matches the served world's within 1e-4."""
+    import torch
+
+    from unite_demo.world import load_faces_world
+
+    moved = load_faces_world(engine="torchscript", device=torch.device("cpu"), superres_file=None)
+    assert moved.device == torch.device("cpu") and isinstance(moved.experts[0].denoiser.forward, torch.jit.ScriptModule)
+    ex = load_examples()[0]
+    req = dict(seg=ex.seg, sketch=ex.sketch, text=ex.text, steps=6, seed=4, superres=False)
+    a = list(world.generate(world.request(**req)))[-1].image
+    b = list(moved.generate(moved.request(**req)))[-1].image
+    assert (a - b).abs().max().item() <= 1e-4

@@ -2,11 +2,13 @@
 with default settings and all three experts, and batched versus one-expert-at-a-time evaluation
 of the same run (same output, speed ratio).
 
-    python -m unite_demo.bench [--runs 5] [--steps N] [--faces-dir DIR] [--serving]
+    python -m unite_demo.bench [--runs 5] [--steps N] [--faces-dir DIR] [--engines]
 
---serving compares, for the batched run, the networks traced (TorchScript, as served) and untraced,
-on 1 and 2 CPU threads, alone and beside a Python thread that holds the GIL 30% of the time (as the
-web server does while it streams previews).
+--engines compares the engines that can serve the networks (unite_demo.engines: ONNX Runtime,
+TorchScript, eager) side by side, on 1 and 2 CPU threads, alone and beside a Python thread that
+holds the GIL 30% of the time (as the web server does while it streams previews): one expert's
+forward at batch 2 (its conditional and null rows, as in every step), with its largest difference
+from the module; then the whole batched run to the final image.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from pathlib import Path
 
 import torch
 
+from .engines import ENGINES, serve
 from .examples import load_examples
+from .experts import FORWARD_NAMES, example_inputs
+from .faces import NUM_CLASSES
+from .model import TEXT_DIM
 from .limits import DEFAULTS
 from .world import FACES_DIR, load_faces_world
 
@@ -60,20 +66,53 @@ def python_load(share: float = 0.3, period_s: float = 0.01):
         worker.join()
 
 
-def serving(faces_dir: Path, inputs: dict, runs: int) -> None:
-    """Final-image seconds of the batched run: traced / untraced x 1 / 2 threads x alone / beside Python."""
-    worlds = {"traced": load_faces_world(faces_dir), "untraced": load_faces_world(faces_dir, trace=False)}
-    for w in worlds.values():
-        w.warm_up()
+def forward_ms(fn, inputs: tuple, calls: int) -> float:
+    """Median milliseconds of fn(*inputs) over `calls` calls, after three warm-up calls."""
+    for _ in range(3):
+        fn(*inputs)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn(*inputs)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def compare_engines(faces_dir: Path, inputs: dict, runs: int, calls: int = 50) -> None:
+    """The engines side by side: the seg expert's forward at batch 2, then the whole run (final image)."""
     threads_before = torch.get_num_threads()
-    print(f"\n{'networks':<10}{'threads':>8}{'alone (s)':>12}{'beside Python 30% (s)':>24}")
-    for name, world in worlds.items():
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
+    net = load_faces_world(faces_dir, engine="eager", superres_file=None).experts[0].denoiser.net
+    c, g = net.config, torch.Generator().manual_seed(0)
+    batch = (torch.randn(2, 3, c.image_size, c.image_size, generator=g), torch.tensor([500.0, 500.0]),
+             torch.cat([torch.nn.functional.one_hot(torch.randint(0, NUM_CLASSES, (1, c.image_size, c.image_size),
+                                                                  generator=g), NUM_CLASSES).permute(0, 3, 1, 2).float(),
+                        torch.zeros(1, NUM_CLASSES, c.image_size, c.image_size)]),
+             torch.zeros(2, 2, c.image_size, c.image_size), torch.zeros(2, TEXT_DIM))
+    with torch.inference_mode():
+        want = net(*batch)
+    print(f"\none expert's forward (seg, batch 2, {calls} calls, median)")
+    print(f"{'engine':<13}{'threads':>8}{'alone (ms)':>12}{'beside Python 30% (ms)':>24}{'max |diff|':>12}")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for engine in ENGINES:
+            fn = serve(net, example_inputs(c), FORWARD_NAMES, engine)
+            with torch.inference_mode():
+                diff = (fn(*batch) - want).abs().max().item()
+                alone = forward_ms(fn, batch, calls)
+                with python_load():
+                    beside = forward_ms(fn, batch, calls)
+            print(f"{engine:<13}{threads:>8}{alone:>12.1f}{beside:>24.1f}{diff:>12.1e}", flush=True)
+    print(f"\nthe whole run (final image, batched, median of {runs})")
+    print(f"{'engine':<13}{'threads':>8}{'alone (s)':>12}{'beside Python 30% (s)':>24}")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for engine in ENGINES:
+            world = load_faces_world(faces_dir, engine=engine)
+            world.warm_up()
             alone = statistics.median(timed_run(world, inputs, True)[1] for _ in range(runs))
             with python_load():
                 beside = statistics.median(timed_run(world, inputs, True)[1] for _ in range(runs))
-            print(f"{name:<10}{threads:>8}{alone:>12.3f}{beside:>24.3f}")
+            print(f"{engine:<13}{threads:>8}{alone:>12.3f}{beside:>24.3f}", flush=True)
     torch.set_num_threads(threads_before)
 
 
@@ -83,7 +122,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=DEFAULTS["steps"])
     ap.add_argument("--sampler", default=DEFAULTS["sampler"])
     ap.add_argument("--faces-dir", default=str(FACES_DIR))
-    ap.add_argument("--serving", action="store_true", help="also compare traced/untraced, threads, Python load")
+    ap.add_argument("--engines", action="store_true", help="also compare the engines, threads, Python load")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -95,6 +134,10 @@ def main(argv=None) -> None:
     print(f"machine: {platform.machine()} {platform.processor()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; world {world.name} at {world.image_size}x{world.image_size}")
     print(f"load {loaded:.2f} s, load + warm-up {warmed:.2f} s")
+    if world.final_stage is not None:
+        with torch.inference_mode():
+            ms = forward_ms(world.final_stage, (torch.zeros(1, 3, world.image_size, world.image_size),), 20)
+        print(f"final-image stage: {ms:.1f} ms per image ({world.image_size} -> {4 * world.image_size} px)")
     print(f"settings: 3 experts (seg, sketch, text), {args.steps} steps, {args.sampler}, "
           f"guidance {DEFAULTS['guidance']}, reliability {DEFAULTS['reliability']}")
     results = {}
@@ -130,8 +173,8 @@ def main(argv=None) -> None:
     print(f"\nspeed ratio (one-at-a-time / batched, final image): {ratio:.2f}x")
     print(f"max |batched - one-at-a-time| on the final image: {diff:.2e} ({'within' if diff <= 1e-4 else 'OVER'} 1e-4)")
     print(f"median of {args.runs} runs each; targets: first preview <= 0.3 s, final image <= 2 s")
-    if args.serving:
-        serving(Path(args.faces_dir), inputs, args.runs)
+    if args.engines:
+        compare_engines(Path(args.faces_dir), inputs, args.runs)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ class GuidanceOptions:
 
 PLAIN = GuidanceOptions()
 # The three remedies at their papers' settings: EDM2's interval for ImageNet-512 (sigma in (0.28, 5.42]),
-# Lin et al.'s phi = 0.7, APG with the parallel part dropped (eta = 0) and no norm clip.
-REMEDIES = {"interval": GuidanceOptions(interval=(0.28, 5.42)), "rescale": GuidanceOptions(rescale=0.7),
+# Lin et al.'s phi = 0.7, APG with the parallel part dropped (eta = 0) and no norm clip; and none.
+REMEDIES = {"plain": PLAIN, "interval": GuidanceOptions(interval=(0.28, 5.42)), "rescale": GuidanceOptions(rescale=0.7),
             "apg": GuidanceOptions(apg=0.0)}
 
 

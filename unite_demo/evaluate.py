@@ -33,7 +33,7 @@ from .conditions import face_conditions, to_uint8
 from .drawn import DRAWN_N, drawn_set
 from .faces import SPLITS, make_face
 from .metrics import attribute_hits, diversity, frechet_distance, miou, sketch_f1
-from .sampler import sample
+from .sampler import SAMPLERS, check_steps, sample
 from .world import DEFAULTS, FACES_DIR, World, load_faces_world
 
 FULL_SWEEP = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
@@ -103,31 +103,34 @@ class Judge:
         return frechet_distance(scores.features, self.reference_features)
 
 
-REMEDY_LABELS = {"interval": "guidance only for sigma in (0.28, 5.42]", "rescale": "rescaled guidance (phi 0.7)",
+REMEDY_LABELS = {"plain": "plain guidance", "interval": "guidance only for sigma in (0.28, 5.42]",
+                 "rescale": "rescaled guidance (phi 0.7)",
                  "apg": "adaptive projected guidance (eta 0)"}
 
 
 def make_rows(world: World, guidance: float, remedies: tuple[str, ...] = ()) -> list[Row]:
-    """The table's rows, each a product of experts (a single expert is a product of one); with
-    remedies, the product at the default r with each of those guidance options too."""
-    experts = world.experts
-    rows = [Row(e.name, f"{e.name} expert alone (r=1)", ProductOfExperts([e], {e.name: 1.0}, guidance))
+    """The table's rows, each a product of experts (a single expert is a product of one), all with the
+    world's guidance options; with remedies, the product at the default r with each of those
+    options instead."""
+    experts, options = world.experts, world.guidance_options
+    rows = [Row(e.name, f"{e.name} expert alone (r=1)", ProductOfExperts([e], {e.name: 1.0}, guidance, options=options))
             for e in experts]
     default = {e.name: float(DEFAULTS["reliability"].get(e.name, 1.0)) for e in experts}
     text = ", ".join(f"{k}={v:g}" for k, v in default.items())
-    rows.append(Row("poe_default", f"product of experts, default r ({text})",
-                    ProductOfExperts(experts, default, guidance)))
+    chosen = next((k for k, v in REMEDIES.items() if v == options), "custom")
+    rows.append(Row("poe_default", f"product of experts, default r ({text}), {REMEDY_LABELS.get(chosen, chosen)}",
+                    ProductOfExperts(experts, default, guidance, options=options)))
     for name in remedies:
         rows.append(Row(f"poe_{name}", f"product of experts, default r, {REMEDY_LABELS[name]}",
                         ProductOfExperts(experts, default, guidance, options=REMEDIES[name])))
     rows.append(Row("poe_ones", "product of experts, all r_i = 1",
-                    ProductOfExperts(experts, {e.name: 1.0 for e in experts}, guidance)))
+                    ProductOfExperts(experts, {e.name: 1.0 for e in experts}, guidance, options=options)))
     if "joint" in world.baselines:
         joint = world.baselines["joint"]
         rows.append(Row("joint", "joint model, paired data (upper bound)",
-                        ProductOfExperts([joint], {joint.name: 1.0}, guidance)))
+                        ProductOfExperts([joint], {joint.name: 1.0}, guidance, options=options)))
     rows.append(Row("uncond", "unconditional (mixed prior, all r_i = 0)",
-                    ProductOfExperts(experts, {e.name: 0.0 for e in experts}, guidance)))
+                    ProductOfExperts(experts, {e.name: 0.0 for e in experts}, guidance, options=options)))
     return rows
 
 
@@ -138,18 +141,19 @@ def run_key(mixture: ProductOfExperts, seed: int) -> tuple:
 
 
 def generate(mixture: ProductOfExperts, cond: dict, n: int, size: int, args, seed: int,
-             world: World) -> tuple[np.ndarray, float]:
+             world: World, steps: int | None = None, sampler: str | None = None) -> tuple[np.ndarray, float]:
     """(n,H,W,3) uint8 samples for the first n faces, `args.batch` faces per sampler call, one
-    generator per seed drawn in chunk order; and the seconds it took."""
+    generator per seed drawn in chunk order (steps and sampler: args' unless given); and the seconds
+    it took."""
     gen = torch.Generator().manual_seed(seed)
     images = []
     t0 = time.perf_counter()
     for i in range(0, n, args.batch):
-        chunk = {k: v[i:i + args.batch] for k, v in cond.items()}
+        chunk = {k: v[i:i + args.batch].to(world.device) for k, v in cond.items()}
         b = len(next(iter(chunk.values())))
-        for frame in sample(mixture, chunk, (b, 3, size, size), steps=args.steps, sampler=args.sampler,
+        for frame in sample(mixture, chunk, (b, 3, size, size), steps=steps or args.steps, sampler=sampler or args.sampler,
                             generator=gen, num_train_timesteps=world.num_train_timesteps,
-                            beta_schedule=world.beta_schedule):
+                            beta_schedule=world.beta_schedule, device=world.device):
             if frame.done:
                 images.append(to_uint8(frame.image))
     return np.concatenate(images), time.perf_counter() - t0
@@ -251,7 +255,7 @@ def evaluate(args) -> dict:
         curve = []
         for r in args.sweep_points:
             reliability = {**default, modality: float(r)}
-            mixture = ProductOfExperts(world.experts, reliability, args.guidance)
+            mixture = ProductOfExperts(world.experts, reliability, args.guidance, options=world.guidance_options)
             scores, _, _ = scores_for(mixture, args.seeds[0], sweep_n, f"sweep {modality}={r:g}")
             curve.append({"r": float(r), "reliability": reliability, **scores.consistency()})
         results["sweep"]["curves"][modality] = curve
@@ -264,6 +268,8 @@ def evaluate(args) -> dict:
     results["claim"] = claim(results["rows"])
     if world.final_stage is not None:
         results["final_stage"] = final_stage_section(world, judge, sets, rows, args, scores_for, samples)
+    if args.solvers:
+        results["solvers"] = solver_section(world, judge, sets, conds, args, log)
     results["config"] = {
         "n": args.n, "steps": args.steps, "sampler": args.sampler, "guidance": args.guidance, "seeds": args.seeds,
         "batch": args.batch, "image_size": size, "faces": f"faces.SPLITS['heldout'] seeds "
@@ -282,14 +288,11 @@ def evaluate(args) -> dict:
     return results
 
 
-GRAIN_MARGIN = 4  # at 128 px: one pixel of the 32 px image away from every region edge
-
-
 def final_stage_section(world: World, judge: Judge, sets: dict, rows: list[Row], args, scores_for,
                         samples: dict) -> dict:
     """The final-image stage (world.final_stage, 32 -> 128 px) against bicubic upscaling, on the
-    product's samples (default r, first seed) of each set: grain (superres.grain inside the
-    segmenter's regions of the 32 px sample, scaled up, GRAIN_MARGIN px from their edges), edge
+    product's samples (default r, first seed) of each set: grain and region spread (superres.grain,
+    superres.region_spread inside the segmenter's regions of the 32 px sample, scaled up), edge
     sharpness across those regions' boundaries, and the consistencies of the output brought back to
     32 px (box filter) against the sample's own; plus PSNR against 128 px renders of held-out faces."""
     poe = next(r for r in rows if r.key == "poe_default").mixture
@@ -297,31 +300,64 @@ def final_stage_section(world: World, judge: Judge, sets: dict, rows: list[Row],
     for which, cases in sets.items():
         raw_scores, _, _ = scores_for(poe, args.seeds[0], len(cases), "poe_default", which)
         images = samples[(which, run_key(poe, args.seeds[0]))][:len(cases)]
-        sharp, soft = superres.upscale(world.final_stage, images), superres.bicubic(images)
-        scale = sharp.shape[1] // images.shape[1]
-        regions = metric_nets.segment(judge.segmenter, images).repeat(scale, 1).repeat(scale, 2)
-        n, s = len(sharp), images.shape[1]
-        back = sharp.reshape(n, s, scale, s, scale, 3).astype(np.float64).mean((2, 4)).round().astype(np.uint8)
-        out["sets"][which] = {
-            "n": n,
-            "grain": {"superres": superres.grain(sharp, regions, GRAIN_MARGIN),
-                      "bicubic": superres.grain(soft, regions, GRAIN_MARGIN)},
-            "edge_sharpness": {"superres": superres.edge_sharpness(sharp, regions),
-                               "bicubic": superres.edge_sharpness(soft, regions)},
-            "consistency": {"superres": judge.score(back, cases).consistency(), "without": raw_scores.consistency()}}
+        out["sets"][which] = final_stage_metrics(world.final_stage, judge, images, cases, raw_scores.consistency())
     out["renders"] = superres.heldout_scores(world.final_stage, min(args.n, 200))
     out["card"] = {k: world.cards.get("superres", {}).get(k) for k in ("steps", "wall_minutes", "data_version")}
     return out
 
 
+def final_stage_metrics(stage, judge: Judge, images: np.ndarray, cases: list, without: dict) -> dict:
+    """A final-image stage on one set of 32 px samples against bicubic upscaling: grain, region spread
+    and edge sharpness inside and across the segmenter's regions of the samples (scaled up), and the
+    consistencies of its output brought back to 32 px (box filter) beside the samples' own (`without`)."""
+    sharp, soft = superres.upscale(stage, images), superres.bicubic(images)
+    scale = sharp.shape[1] // images.shape[1]
+    regions = metric_nets.segment(judge.segmenter, images).repeat(scale, 1).repeat(scale, 2)
+    return {"n": len(sharp),
+            **{name: {"superres": measure(sharp, regions), "bicubic": measure(soft, regions)}
+               for name, measure in (("grain", superres.grain), ("region_spread", superres.region_spread),
+                                     ("edge_sharpness", superres.edge_sharpness))},
+            "consistency": {"superres": judge.score(superres.box_down(sharp, scale), cases).consistency(),
+                            "without": without}}
+
+
+def solver_section(world: World, judge: Judge, sets: dict, conds: dict, args, log) -> dict:
+    """The product (default r, the world's guidance options, first seed) with each sampler and step
+    count of args.solvers, on each set: its consistencies, FD and sampling seconds per image."""
+    default = {e.name: float(DEFAULTS["reliability"].get(e.name, 1.0)) for e in world.experts}
+    poe = ProductOfExperts(world.experts, default, args.guidance, options=world.guidance_options)
+    out = {}
+    for which, cases in sets.items():
+        out[which] = []
+        for sampler, steps in args.solvers:
+            log(f"{which}: solver {sampler}, {steps} steps", flush=True)
+            images, seconds = generate(poe, conds[which], len(cases), world.image_size, args, args.seeds[0], world,
+                                       steps=steps, sampler=sampler)
+            scores = judge.score(images, cases)
+            out[which].append({"sampler": sampler, "steps": steps, **scores.consistency(), "fd": judge.fd(scores),
+                               "seconds_per_image": seconds / len(cases)})
+    return out
+
+
+def solver_lines(section: dict) -> list[str]:
+    sets = list(section)
+    head = " | ".join(f"{w} mean ↑ | {w} FD ↓" for w in sets)
+    lines = [f"| sampler | steps | {head} | s / image |", "| --- | --- | " + "--- | " * (2 * len(sets)) + "--- |"]
+    for k, first in enumerate(section[sets[0]]):
+        cells = " | ".join(f"{section[w][k]['mean']:.3f} | {section[w][k]['fd']:.1f}" for w in sets)
+        lines.append(f"| {first['sampler']} | {first['steps']} | {cells} | {first['seconds_per_image']:.3f} |")
+    return lines
+
+
 def final_stage_lines(section: dict) -> list[str]:
     r = section["renders"]
-    lines = ["| set | grain ↓ (superres / bicubic) | edge sharpness ↑ (superres / bicubic) | mean consistency "
-             "at 32 px (superres / without) |", "| --- | --- | --- | --- |"]
+    lines = ["| set | grain ↓ (superres / bicubic) | region spread (superres / bicubic) | edge sharpness ↑ "
+             "(superres / bicubic) | mean consistency at 32 px (superres / without) |", "| --- | --- | --- | --- | --- |"]
     for which, m in section["sets"].items():
-        g, e, c = m["grain"], m["edge_sharpness"], m["consistency"]
+        g, z, e, c = m["grain"], m["region_spread"], m["edge_sharpness"], m["consistency"]
         lines.append(f"| {which} (N = {m['n']}) | {g['superres']:.2f} / {g['bicubic']:.2f} "
-                     f"({g['superres'] / g['bicubic']:.0%}) | {e['superres']:.2f} / {e['bicubic']:.2f} | "
+                     f"({g['superres'] / g['bicubic']:.0%}) | {z['superres']:.2f} / {z['bicubic']:.2f} | "
+                     f"{e['superres']:.2f} / {e['bicubic']:.2f} | "
                      f"{c['superres']['mean']:.3f} / {c['without']['mean']:.3f} |")
     lines += ["", f"On {r['faces']} held-out renders, PSNR against the 128 px render: superres "
               f"{r['psnr_clean_sr']:.2f} dB, bicubic {r['psnr_clean_bicubic']:.2f} dB from the clean 32 px image "
@@ -436,10 +472,16 @@ def write_markdown(results: dict, path: Path) -> None:
     if "final_stage" in results:
         lines += ["## The final-image stage", "",
                   "The product's samples (default r, first seed) upscaled 32 -> 128 px by the super-resolution "
-                  "network and by bicubic resampling. Grain: colour spread (RGB RMS) inside the segmenter's "
-                  f"regions, {GRAIN_MARGIN} px away from their edges; edge sharpness: gradient magnitude across "
-                  "their boundaries; consistencies on the output brought back to 32 px.", ""]
+                  "network and by bicubic resampling. Grain: local colour spread (RGB RMS from the mean of the "
+                  f"region's pixels in a {superres.GRAIN_WINDOW} px window) inside the segmenter's regions, "
+                  f"{superres.GRAIN_MARGIN} px away from their edges; region spread: the same from each region's "
+                  "mean colour (high also where a region is drawn in two colours); edge sharpness: gradient "
+                  "magnitude across their boundaries; consistencies on the output brought back to 32 px.", ""]
         lines += final_stage_lines(results["final_stage"]) + [""]
+    if "solvers" in results:
+        lines += ["## Steps and solver", "",
+                  "The product (default r and guidance options, first seed) with each sampler and step count.", ""]
+        lines += solver_lines(results["solvers"]) + [""]
     lines += ["## Metrics", "",
               "- seg mIoU: the segmenter's map of the output against the input map, mean IoU over the classes "
               "present in either, averaged over images.",
@@ -486,6 +528,14 @@ def plot_sweep(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def solver_arg(text: str) -> tuple[str, int]:
+    sampler, _, steps = text.partition(":")
+    if sampler not in SAMPLERS or not steps.isdigit():
+        raise argparse.ArgumentTypeError(f"expected SAMPLER:STEPS with a sampler from {', '.join(SAMPLERS)}, "
+                                         f"got {text!r}")
+    return sampler, check_steps(int(steps))
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, help=f"held-out faces (default {FULL_N}; --quick: {QUICK_N})")
@@ -507,6 +557,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--quiet", dest="verbose", action="store_false")
     ap.add_argument("--remedies", nargs="*", default=[], choices=sorted(REMEDIES),
                     help="also rows of the product with these guidance options (combine.REMEDIES)")
+    ap.add_argument("--solvers", nargs="*", type=solver_arg, default=[], metavar="SAMPLER:STEPS",
+                    help="also the product with these samplers and step counts, e.g. dpmpp:8 unipc:12")
     ap.add_argument("--final-stage-only", action="store_true", help="only the final-image stage's section "
                     "(written to final_stage.json and printed)")
     args = ap.parse_args(argv)

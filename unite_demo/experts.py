@@ -17,14 +17,14 @@ schedules can be asked about the same x_t: each maps alpha_bar to its own (fract
 
 from __future__ import annotations
 
-import logging
-import warnings
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
+from .engines import serve
 from .faces import NUM_CLASSES
 from .model import TEXT_DIM, FaceUNet
 
@@ -58,7 +58,7 @@ class NoiseSchedule:
         """Fractional timestep t with alphas_cumprod(t) == alpha_bar, interpolating log alpha_bar
         between integer timesteps; clamped to the table's range."""
         la = torch.as_tensor(alpha_bar, dtype=torch.float64).log()
-        table = -self._log_ac  # increasing in t
+        table = (-self._log_ac).to(la.device)  # increasing in t
         q = (-la).clamp(table[0], table[-1])
         hi = torch.searchsorted(table, q).clamp(1, len(table) - 1)
         lo = hi - 1
@@ -88,42 +88,34 @@ def x0_to_eps(x0: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> t
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
-log = logging.getLogger(__name__)
+def example_inputs(c) -> tuple[torch.Tensor, ...]:
+    """Inputs of a FaceUNet's forward at batch 1 (for tracing and exporting): x_t, t, seg, sketch, text."""
+    return (torch.zeros(1, 3, c.image_size, c.image_size), torch.full((1,), c.num_train_timesteps / 2),
+            torch.zeros(1, NUM_CLASSES, c.image_size, c.image_size), torch.zeros(1, 2, c.image_size, c.image_size),
+            torch.zeros(1, TEXT_DIM))
 
 
-def traced(net: FaceUNet) -> Callable[..., torch.Tensor]:
-    """The network as a TorchScript trace, for serving: the same numbers as the module, but one call
-    runs the whole forward in C++ instead of taking Python's GIL back for each of its few hundred
-    small operations, so the web server's threads (streaming the previews) no longer stall the
-    sampler. Measured here: one forward with a busy Python thread beside it, 1.28 s eager, 0.07 s
-    traced. torch.jit.trace is deprecated in favour of torch.compile, which needs a C++ compiler and
-    minutes of compiling at start-up on this CPU; if tracing fails the module itself is used."""
-    c = net.config
-    example = (torch.zeros(1, 3, c.image_size, c.image_size), torch.full((1,), c.num_train_timesteps / 2),
-               torch.zeros(1, NUM_CLASSES, c.image_size, c.image_size), torch.zeros(1, 2, c.image_size, c.image_size),
-               torch.zeros(1, TEXT_DIM))
-    try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit.trace")
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # group_norm's batch-size check
-            return torch.jit.trace(net, example, check_trace=False)
-    except Exception as e:  # noqa: BLE001 - any tracing failure: serve the module as it is
-        log.warning("serving the untraced network (tracing failed: %s)", e)
-        return net
+FORWARD_NAMES = ("x_t", "t", "seg", "sketch", "text")
 
 
 class FaceDenoiser:
-    """A cartoon-faces network behind the one denoiser signature. With trace=True (the default) it
-    runs the network's TorchScript trace (see `traced`); trace=False runs the module itself."""
+    """A cartoon-faces network behind the one denoiser signature, its forward run by `engine`
+    (engines.ENGINES; default engines.default_engine())."""
 
-    def __init__(self, net: FaceUNet, alphas_cumprod: torch.Tensor, trace: bool = True):
+    def __init__(self, net: FaceUNet, alphas_cumprod: torch.Tensor, engine: str | None = None):
         self.net = net.eval().requires_grad_(False)
-        self.forward = traced(self.net) if trace else self.net
+        self.engine = engine
         c = net.config
         self.schedule = NoiseSchedule(alphas_cumprod)
         self.space = f"pixel 3x{c.image_size}x{c.image_size}"
         self.reads = tuple(c.modalities)
         self.prediction_type = c.prediction_type
+
+    @functools.cached_property
+    def forward(self):
+        """The served forward, made on first use: a network the page never calls (the joint
+        baseline) is never exported."""
+        return serve(self.net, example_inputs(self.net.config), FORWARD_NAMES, self.engine)
 
     @torch.inference_mode()
     def __call__(self, x_t, alpha_bar, cond):

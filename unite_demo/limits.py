@@ -34,7 +34,13 @@ PHOTO_EDGE_SIZE = 128  # photos are edge-detected at this side, then reduced lik
 
 # Defaults of the built-in world. The reliabilities come from the evaluation's sweep
 # (`python -m unite_demo.evaluate`, README): the point with the highest mean of the three consistencies.
-DEFAULTS = {"guidance": 2.0, "steps": 16, "seed": 0, "sampler": "dpmpp",
-            "reliability": {"seg": 1.5, "sketch": 1.0, "text": 2.0}}
-# The pretrained worlds' own: three guidance terms add up, so s is lower than SD's usual 7.5 for one prompt.
-SD_DEFAULTS = {"guidance": 5.0, "steps": 25}
+# The guidance remedy (combine.REMEDIES) and the steps and sampler come from the evaluation's
+# comparisons (README "Guidance that keeps the colours", "Steps and solver").
+DEFAULTS = {"guidance": 2.0, "steps": 8, "seed": 0, "sampler": "unipc",
+            "reliability": {"seg": 2.0, "sketch": 1.0, "text": 2.0}, "remedy": "interval"}
+# The pretrained worlds' own. The prompt's guidance is s * r_text = 7.5 by default, SD 1.5's usual
+# classifier-free guidance scale for one prompt; the ControlNets and the DiT class at r = 1. With
+# UNITE_SPATIAL_PROMPT=1 the ControlNet rows read the prompt too, so its guidance adds up over the
+# active experts: 0.5 each gives 7.5 with all three on.
+SD_DEFAULTS = {"guidance": 5.0, "steps": 25, "reliability": {"text": 1.5, "seg": 1.0, "sketch": 1.0, "class": 1.0}}
+SD_SPATIAL_PROMPT_RELIABILITY = {"text": 0.5, "seg": 0.5, "sketch": 0.5, "class": 1.0}

@@ -79,6 +79,7 @@ class WorldPage:
     class_choices: list[tuple[str, str]]  # (label, value); the first, value '', is off
     steps: int
     guidance: float
+    reliability: dict[str, float]  # each modality's slider to start from
 
 
 def world_page(world: World) -> WorldPage:
@@ -88,7 +89,8 @@ def world_page(world: World) -> WorldPage:
     d = world.sampling_defaults()
     return WorldPage(world.name, world.modalities, colours, next(c for k, c in zip(order, colours) if k != 0),
                      legend_html(world.palette), blank_map(CANVAS, world.palette),
-                     [(CLASS_OFF, ""), *((n, n) for n in world.class_names)], int(d["steps"]), float(d["guidance"]))
+                     [(CLASS_OFF, ""), *((n, n) for n in world.class_names)], int(d["steps"]), float(d["guidance"]),
+                     world.default_reliability())
 
 
 @dataclass

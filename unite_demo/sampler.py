@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
 from .experts import Denoiser, eps_to_x0
 from .limits import MAX_SAMPLER_STEPS, STEPS
 
-SAMPLERS = ("dpmpp", "ddim")
+SAMPLERS = ("dpmpp", "unipc", "ddim")
 MIN_STEPS, MAX_STEPS = int(STEPS.low), MAX_SAMPLER_STEPS
 
 
@@ -33,6 +33,8 @@ def make_sampler(name: str, num_train_timesteps: int, beta_schedule: str, beta_s
                   timestep_spacing="trailing", beta_start=beta_start, beta_end=beta_end)
     if name == "dpmpp":
         return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **common)
+    if name == "unipc":  # UniPC (Zhao et al., NeurIPS 2023): order-2 predictor-corrector, diffusers' defaults
+        return UniPCMultistepScheduler(solver_order=2, predict_x0=True, solver_type="bh2", **common)
     if name == "ddim":
         return DDIMScheduler(clip_sample=False, **common)
     raise ValueError(f"unknown sampler {name!r}; accepted: {', '.join(SAMPLERS)}")
@@ -69,6 +71,6 @@ def sample(denoiser: Denoiser, cond: Mapping[str, torch.Tensor], shape: tuple[in
         if not torch.isfinite(eps).all():
             raise FloatingPointError(f"the model produced non-finite values at step {k} of {len(timesteps)}")
         x0 = eps_to_x0(eps, x, alpha_bar)
-        x = sched.step(eps, t, x, generator=generator).prev_sample
+        x = sched.step(eps, t, x).prev_sample  # all three are deterministic
         yield Frame(k, len(timesteps), preview(x0) if preview is not None else x0.clamp(-1, 1))
     yield Frame(len(timesteps), len(timesteps), final(x) if final is not None else x.clamp(-1, 1), done=True)

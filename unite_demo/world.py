@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .combine import ProductOfExperts
+from .combine import PLAIN, REMEDIES, GuidanceOptions, ProductOfExperts
 from .conditions import Request, make_request
 from .experts import Expert, FaceDenoiser
 from .faces import FACES_PALETTE
@@ -21,7 +21,7 @@ from .limits import DEFAULTS
 from .model import MODALITIES, load_face_unet, read_metadata
 from .sampler import SAMPLERS, Frame, make_sampler, sample
 from .superres import SUPERRES_FILE
-from .superres import load_net as load_superres
+from .superres import load_stage as load_superres
 from .text import encode_captions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,8 @@ class World:
     defaults: dict = field(default_factory=dict)  # sampling defaults where they differ from limits.DEFAULTS
     subject: str = "face"  # what it draws, for the notes
     final_stage: Callable[[torch.Tensor], torch.Tensor] | None = None  # final image -> a larger, cleaner one
+    guidance_options: GuidanceOptions = PLAIN  # how the guidance term acts (combine.REMEDIES)
+    device: torch.device = torch.device("cpu")  # where the networks and x_t live (the noise is drawn on the CPU)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -52,13 +54,17 @@ class World:
 
     def sampling_defaults(self) -> dict:
         """Steps, guidance, seed and sampler when a request does not say: limits.DEFAULTS, with this world's own."""
-        return {k: v for k, v in {**DEFAULTS, **self.defaults}.items() if k != "reliability"}
+        return {k: v for k, v in {**DEFAULTS, **self.defaults}.items() if k not in ("reliability", "remedy")}
+
+    def default_reliability(self) -> dict[str, float]:
+        """Each modality's reliability when a request does not say: limits.DEFAULTS, or this world's own."""
+        return dict(self.defaults.get("reliability", DEFAULTS["reliability"]))
 
     def request(self, **inputs) -> Request:
         """Validate raw inputs for this world (see conditions.make_request); `class_id` takes a class
         id or name in worlds with a class expert."""
         return make_request(self.image_size, self.modalities, samplers=SAMPLERS,
-                            default_reliability=DEFAULTS["reliability"], palette=self.palette,
+                            default_reliability=self.default_reliability(), palette=self.palette,
                             class_names=self.class_names, subject=self.subject,
                             **{**self.sampling_defaults(), **inputs})
 
@@ -76,7 +82,7 @@ class World:
 
     def warm_up(self) -> None:
         """Two short generations with every expert taking part, so that the first user request pays no
-        start-up costs (a traced network settles on its second call)."""
+        start-up costs (the networks are exported or traced on their first call and settle on their second)."""
         s, (_, colours) = self.image_size, self.palette
         seg = np.broadcast_to(colours[0], (s, s, 3)).copy()
         seg[s // 4:3 * s // 4, s // 4:3 * s // 4] = colours[1]
@@ -89,39 +95,51 @@ class World:
 
     def mixture(self, req: Request, batched: bool = True) -> ProductOfExperts:
         """The product of this world's experts with the request's reliabilities and guidance."""
-        return ProductOfExperts(self.experts, req.reliability, req.guidance, batched=batched)
+        return ProductOfExperts(self.experts, req.reliability, req.guidance, batched=batched,
+                                options=self.guidance_options)
 
     def generate(self, req: Request, batched: bool = True) -> Iterator[Frame]:
         """Frames of one run: an x0 preview per step, then the final image (batch 1), through the
         world's final-image stage when it has one and the request wants it."""
         gen = torch.Generator().manual_seed(req.seed)
         shape = (1, 3, self.image_size, self.image_size)
-        for frame in sample(self.mixture(req, batched), req.tensors(), shape, steps=req.steps, sampler=req.sampler,
+        cond = {k: v.to(self.device) for k, v in req.tensors().items()}
+        for frame in sample(self.mixture(req, batched), cond, shape, steps=req.steps, sampler=req.sampler,
                             generator=gen, num_train_timesteps=self.num_train_timesteps,
-                            beta_schedule=self.beta_schedule):
+                            beta_schedule=self.beta_schedule, device=self.device):
             if frame.done and req.superres and self.final_stage is not None:
                 with torch.inference_mode():
                     frame = replace(frame, image=self.final_stage(frame.image))
             yield frame
 
 
-def _faces_expert(path: Path, name: str, trace: bool = True) -> tuple[Expert, dict]:
-    net = load_face_unet(path)
+def faces_device() -> torch.device:
+    """Where the built-in world runs: UNITE_DEVICE, else CUDA where there is a GPU, else the CPU (the
+    pretrained worlds' rule)."""
+    return torch.device(os.environ.get("UNITE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _faces_expert(path: Path, name: str, engine: str | None = None, device: torch.device = torch.device("cpu")
+                  ) -> tuple[Expert, dict]:
+    net = load_face_unet(path).to(device)
     c = net.config
     sched = make_sampler("ddim", c.num_train_timesteps, c.beta_schedule)
-    return Expert(name, FaceDenoiser(net, sched.alphas_cumprod, trace=trace), tuple(c.modalities)), dict(c.extra)
+    return Expert(name, FaceDenoiser(net, sched.alphas_cumprod, engine), tuple(c.modalities)), dict(c.extra)
 
 
 def faces_world_files(folder: Path = FACES_DIR) -> dict[str, Path]:
     return {name: folder / f"{name}.safetensors" for name in (*MODALITIES, "joint")}
 
 
-def load_faces_world(folder: Path | str = FACES_DIR, trace: bool = True,
-                     superres_file: Path | str | None = SUPERRES_FILE) -> World:
+def load_faces_world(folder: Path | str = FACES_DIR, engine: str | None = None,
+                     superres_file: Path | str | None = SUPERRES_FILE, device: torch.device | str | None = None
+                     ) -> World:
     """The built-in cartoon-faces world from self-describing safetensors files in `folder`; its
-    networks run as TorchScript traces unless trace=False (see experts.traced). Its final-image stage:
+    networks run under `engine` (engines.ENGINES; default engines.default_engine()) on `device`
+    (default faces_device(): a GPU where there is one; there ONNX Runtime's CPU engine gives way to
+    the trace). Its final-image stage:
     the super-resolution network in superres_file (32 -> 128 px), where that file is (None: none)."""
-    folder = Path(folder)
+    folder, device = Path(folder), torch.device(device or faces_device())
     files = faces_world_files(folder)
     missing = [str(p) for n, p in files.items() if n in MODALITIES and not p.exists()]
     if missing:
@@ -129,15 +147,16 @@ def load_faces_world(folder: Path | str = FACES_DIR, trace: bool = True,
                                 f"train them with `python -m unite_demo.train` (see README)")
     experts, cards = [], {}
     for name in MODALITIES:
-        expert, cards[name] = _faces_expert(files[name], name, trace)
+        expert, cards[name] = _faces_expert(files[name], name, engine, device)
         experts.append(expert)
     baselines = {}
     if files["joint"].exists():
-        baselines["joint"], cards["joint"] = _faces_expert(files["joint"], "joint", trace)
+        baselines["joint"], cards["joint"] = _faces_expert(files["joint"], "joint", engine, device)
     first = json.loads(read_metadata(files[MODALITIES[0]])["config"])
     final_stage = None
     if superres_file is not None and Path(superres_file).exists():
-        final_stage = load_superres(superres_file)
+        final_stage = load_superres(superres_file).to(device)
         cards["superres"] = final_stage.config.extra
     return World(BUILTIN, experts, first["image_size"], first["num_train_timesteps"], first["beta_schedule"],
-                 baselines, cards, final_stage=final_stage)
+                 baselines, cards, final_stage=final_stage, guidance_options=REMEDIES[DEFAULTS["remedy"]],
+                 device=device)

@@ -4,6 +4,7 @@ and DiT; on CUDA, each network call captured once per layout as a CUDA graph."""
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -20,16 +21,23 @@ class CapturedCalls:
     """CUDA graphs of a call, one per layout key (input shapes, which rows carry which control),
     replayed with the inputs copied into static buffers. An eager SD step is bound by launching
     several hundred kernels one by one; a replay launches them all at once. The first call of a
-    layout captures it (after two eager warm-up runs); a capture failure falls back to eager."""
+    layout captures it (after two eager warm-up runs); a capture failure falls back to eager.
+    A graph's buffers are shared by every caller, and the page runs two generations at once in two
+    threads: one lock per network makes each copy-in, replay and copy-out one run's alone."""
 
     def __init__(self, max_graphs: int = 4):  # each graph keeps its activations' memory: a few GiB at 512x512
         self.max_graphs = max_graphs
         self.graphs: OrderedDict[Any, tuple] = OrderedDict()
         self.failed: str | None = None
+        self.lock = threading.Lock()
 
     def __call__(self, key, fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
         if self.failed:
             return fn(*inputs)
+        with self.lock:
+            return self._replay(key, fn, inputs)
+
+    def _replay(self, key, fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         entry = self.graphs.get(key)
         if entry is None:
             try:

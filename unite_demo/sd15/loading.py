@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..experts import Expert
+from ..limits import SD_SPATIAL_PROMPT_RELIABILITY
 from ..labels import imagenet_classes
 from .denoisers import DiTDenoiser, SD15Denoiser
 from .latent import LatentWorld
@@ -137,18 +138,35 @@ def _source_problem(spec: str, probe: str, download: bool) -> str | None:
     return f"no such folder here, and not in the local Hugging Face cache ({why})"
 
 
-def _needs(name: str, config: PretrainedConfig) -> list[tuple[str, str, str]]:
-    """(environment variable, spec, file that must exist) for every part of world `name`."""
-    needs = [("UNITE_SD15", config.sd15, f"{sub}/{probe}") for sub, probe in
-             (("unet", "config.json"), ("text_encoder", "config.json"), ("tokenizer", "vocab.json"),
-              ("vae", "config.json"), ("scheduler", "scheduler_config.json"))]
-    needs += [("UNITE_CONTROLNET_SCRIBBLE", config.scribble, "config.json"),
-              ("UNITE_CONTROLNET_SEG", config.seg, "config.json")]
+def _needs(name: str, config: PretrainedConfig) -> list[tuple[str, str, str, str | None]]:
+    """(environment variable, spec, file that must exist, weights file of a network or None) for
+    every part of world `name`."""
+    unet, text = "diffusion_pytorch_model.safetensors", "model.safetensors"  # diffusers' and transformers' names
+    needs = [("UNITE_SD15", config.sd15, f"{sub}/{probe}", weights and f"{sub}/{weights}") for sub, probe, weights in
+             (("unet", "config.json", unet), ("text_encoder", "config.json", text), ("tokenizer", "vocab.json", None),
+              ("vae", "config.json", unet), ("scheduler", "scheduler_config.json", None))]
+    needs += [("UNITE_CONTROLNET_SCRIBBLE", config.scribble, "config.json", unet),
+              ("UNITE_CONTROLNET_SEG", config.seg, "config.json", unet)]
     if name == "sd15-dit":
-        needs.append(("UNITE_DIT", config.dit, "transformer/config.json"))
+        needs.append(("UNITE_DIT", config.dit, "transformer/config.json", f"transformer/{unet}"))
     if config.preview_decoder:
-        needs.append(("UNITE_PREVIEW_DECODER", config.preview_decoder, "config.json"))
+        needs.append(("UNITE_PREVIEW_DECODER", config.preview_decoder, "config.json", unet))
     return needs
+
+
+CONVERT = "python scripts/convert_to_safetensors.py"
+
+
+def _weights_problem(spec: str, weights: str, download: bool) -> str | None:
+    """Why a network's safetensors weights (whole or sharded) are not at hand, or None: named
+    apart where only pickled .bin weights are, with the one-time conversion that fixes it."""
+    if any(_source_problem(spec, f, download) is None for f in (weights, weights + ".index.json")):
+        return None
+    pickled = weights.replace(".safetensors", ".bin")
+    if any(_source_problem(spec, f, download) is None for f in (pickled, pickled + ".index.json")):
+        return (f"only pickled weights ({pickled}); the studio loads safetensors only: convert them once with "
+                f"`{CONVERT} {spec} --out FOLDER` and point the variable at FOLDER")
+    return f"no {weights}"
 
 
 def missing(name: str, config: PretrainedConfig | None = None) -> list[str]:
@@ -157,8 +175,10 @@ def missing(name: str, config: PretrainedConfig | None = None) -> list[str]:
         raise ValueError(f"unknown pretrained world {name!r}; accepted: {', '.join(WORLDS)}")
     config = config or PretrainedConfig.from_env()
     out = []
-    for var, spec, probe in _needs(name, config):
+    for var, spec, probe, weights in _needs(name, config):
         problem = _source_problem(spec, probe, config.download)
+        if problem is None and weights:
+            problem, probe = _weights_problem(spec, weights, config.download), weights
         if problem:
             out.append(f"{var}={spec} ({probe}): {problem}")
     return out
@@ -198,7 +218,11 @@ def load_net(cls, spec: str, subfolder: str | None, config: PretrainedConfig, de
         if subfolder:
             kwargs["subfolder"] = subfolder
         kwargs["dtype" if cls.__module__.startswith("transformers") else "torch_dtype"] = dtype
-        net = cls.from_pretrained(spec, **kwargs).to(device).eval().requires_grad_(False)
+        try:
+            net = cls.from_pretrained(spec, **kwargs).to(device).eval().requires_grad_(False)
+        except OSError as e:  # e.g. a hub repository with pickled weights only (DiT-XL-2-512's main branch)
+            raise OSError(f"{e}\nIf its weights exist only as pickles (.bin), convert them once: "
+                          f"{CONVERT} {spec} --out FOLDER") from e
         if device.type == "cuda" and hasattr(net, "conv_in"):
             net = net.to(memory_format=torch.channels_last)  # cuDNN's fastest convolutions take NHWC
         _NETS[key] = net
@@ -258,6 +282,8 @@ def load_world(name: str, config: PretrainedConfig | None = None) -> LatentWorld
                         vae=vae, tokenizer=tokenizer, text_encoder=text_encoder, device=device, dtype=dtype,
                         beta_start=sched.config.beta_start, beta_end=sched.config.beta_end,
                         spatial_prompt=config.spatial_prompt)
+    if config.spatial_prompt:
+        world.defaults["reliability"] = dict(SD_SPATIAL_PROMPT_RELIABILITY)
     null_text = world.encode_prompt("")  # (1, L, D): SD's unconditional input is the empty prompt
     sd = SD15Denoiser(unet, controlnets, null_text, sched.alphas_cumprod, latent, fast)
     world.experts = [Expert("text", sd, ("text",)), Expert("sketch", sd, ("sketch",)), Expert("seg", sd, ("seg",))]
