@@ -85,11 +85,14 @@ def test_same_seed_same_image_other_seed_another(client):
     assert (a == b).all()
     assert np.abs(a - c).mean() > 1.0
     assert "cached" in again[-1][1] and len(again) == len(first)  # a repeat replays every frame at once
-    # The server's sampler is the in-process one: same seed, same image (up to float summation order).
+    # The server's sampler is the in-process one: same seed, same image, up to float summation order (the
+    # server's networks run on one thread, this process's on two), which the final-image stage's mean shift
+    # can turn into a few flipped pixels.
     ex = pages.example_inputs(0)  # the page's default canvases
     local = list(run(seg={"composite": ex.seg}, sketch={"composite": ex.sketch}, text=text, seed=123, steps=6,
                      cache=runs.ResultCache()))
-    assert np.abs(a - np.asarray(local[-1].image).astype(np.int16)).max() <= 2
+    diff = np.abs(a - np.asarray(local[-1].image).astype(np.int16))
+    assert diff.mean() < 0.5 and (diff > 2).mean() < 0.01
 
 
 def test_empty_request_is_an_unconditional_face_and_says_so(client):

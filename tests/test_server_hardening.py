@@ -34,6 +34,7 @@ from scripts import load_test
 from scripts.media import serve
 from unite_demo.conditions import MAX_SIDE, MAX_TEXT_CHARS
 from unite_demo.faces import PALETTE_RGB
+from unite_demo.limits import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -250,12 +251,14 @@ def fuzz_cases(files: dict[str, Path]) -> list[Case]:
               Case("text=only control characters", {"text": "\x00\x01\x02\t\n"}, None, check="the text expert is off"),
               Case("text=None", {"text": None}, None, check="caption is empty"),
               Case(f"text={MAX_TEXT_CHARS} characters", {"text": "a" * MAX_TEXT_CHARS}, None)]
-    for name, seg_note, sketch_note in (  # "segmentation x1" / "sketch x1": the expert took it
-            ("one.png", "segmentation x1", None), ("16bit.png", None, "sketch x1"),
-            ("cmyk.jpg", "segmentation x1", None), ("p-mode.png", "segmentation x1", None),
-            ("la.png", None, "sketch x1"), ("l.png", None, "sketch x1"),
+    seg_took = f"segmentation x{DEFAULTS['reliability']['seg']:g}"  # the expert took it, at its default r
+    sketch_took = f"sketch x{DEFAULTS['reliability']['sketch']:g}"
+    for name, seg_note, sketch_note in (
+            ("one.png", seg_took, None), ("16bit.png", None, sketch_took),
+            ("cmyk.jpg", seg_took, None), ("p-mode.png", seg_took, None),
+            ("la.png", None, sketch_took), ("l.png", None, sketch_took),
             ("transparent.png", "segmentation map is blank", "sketch canvas is empty"),
-            ("white.png", None, "sketch is empty"), ("off-palette.png", "segmentation x1", None)):
+            ("white.png", None, "sketch is empty"), ("off-palette.png", seg_took, None)):
         cases.append(Case(f"seg={name}", {"seg": editor_value(files[name])}, None, check=seg_note))
         cases.append(Case(f"sketch={name}", {"sketch": editor_value(files[name])}, None, check=sketch_note))
     return cases
