@@ -108,6 +108,12 @@ REMEDY_LABELS = {"plain": "plain guidance", "interval": "guidance only for sigma
                  "apg": "adaptive projected guidance (eta 0)"}
 
 
+def default_reliability(world: World) -> dict[str, float]:
+    """The default r of each of the world's experts (1 where the world names none)."""
+    named = world.default_reliability()
+    return {e.name: float(named.get(e.name, 1.0)) for e in world.experts}
+
+
 def make_rows(world: World, guidance: float, remedies: tuple[str, ...] = ()) -> list[Row]:
     """The table's rows, each a product of experts (a single expert is a product of one), all with the
     world's guidance options; with remedies, the product at the default r with each of those
@@ -115,7 +121,7 @@ def make_rows(world: World, guidance: float, remedies: tuple[str, ...] = ()) -> 
     experts, options = world.experts, world.guidance_options
     rows = [Row(e.name, f"{e.name} expert alone (r=1)", ProductOfExperts([e], {e.name: 1.0}, guidance, options=options))
             for e in experts]
-    default = {e.name: float(DEFAULTS["reliability"].get(e.name, 1.0)) for e in experts}
+    default = default_reliability(world)
     text = ", ".join(f"{k}={v:g}" for k, v in default.items())
     chosen = next((k for k, v in REMEDIES.items() if v == options), "custom")
     rows.append(Row("poe_default", f"product of experts, default r ({text}), {REMEDY_LABELS.get(chosen, chosen)}",
@@ -249,7 +255,7 @@ def evaluate(args) -> dict:
 
     sweep_n = min(args.sweep_n or args.n, args.n)
     results["sweep"] = {"n": sweep_n, "seed": args.seeds[0], "points": args.sweep_points, "fixed": {}, "curves": {}}
-    default = {e.name: float(DEFAULTS["reliability"].get(e.name, 1.0)) for e in world.experts}
+    default = default_reliability(world)
     for modality in ("text", "seg"):
         results["sweep"]["fixed"][modality] = {k: v for k, v in default.items() if k != modality}
         curve = []
@@ -324,7 +330,7 @@ def final_stage_metrics(stage, judge: Judge, images: np.ndarray, cases: list, wi
 def solver_section(world: World, judge: Judge, sets: dict, conds: dict, args, log) -> dict:
     """The product (default r, the world's guidance options, first seed) with each sampler and step
     count of args.solvers, on each set: its consistencies, FD and sampling seconds per image."""
-    default = {e.name: float(DEFAULTS["reliability"].get(e.name, 1.0)) for e in world.experts}
+    default = default_reliability(world)
     poe = ProductOfExperts(world.experts, default, args.guidance, options=world.guidance_options)
     out = {}
     for which, cases in sets.items():
