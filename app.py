@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from gradio_adapters import (BRUSH_JS, LIVE_JS, SEND_JS, SHOW_JS, ResultImage, SentDropdown, SentNumber,  # noqa: E402
-                             SentSlider, SentTextbox, canvas_twin, guard_file_moves, import_matplotlib_now,
+                             SentSlider, SentTextbox, StreamedOutputs, canvas_twin, guard_file_moves, import_matplotlib_now,
                              launch_options, live_mode_js, on_spaces_gpu)
 from unite_demo.conditions import ConditionError  # noqa: E402
 from unite_demo.examples import load_examples  # noqa: E402
@@ -54,12 +54,13 @@ def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_t
     inputs = RunInputs(cards, seed=seed, steps=steps, guidance=guidance, sampler=sampler, world=world,
                        superres=superres)
     run = STUDIO.run(inputs, live=bool(live), session=request.session_hash if request is not None else None)
+    sent = StreamedOutputs(UNCHANGED)
     try:
         for update in run:
             if update.step == 1 and not live and not update.superseded:
                 for note in update.notes:
                     gr.Info(note)
-            yield tuple(gr.skip() if value is UNCHANGED else value for value in update.outputs())
+            yield sent(update.outputs(), skip=update.superseded)
             if update.superseded:
                 return
     except (ConditionError, FloatingPointError) as e:

@@ -233,6 +233,31 @@ def live_mode_js(debounce_s: float) -> str:
 LIVE_JS = "() => { window.__uniteLiveKick?.(); return []; }"
 
 
+# gradio 6.31.0 answers a gr.skip() output (a prop update without props) with a new instance of the
+# component for the session (Blocks.postprocess_data), which the next value sent to that output stores in
+# the session's config under the new instance's own id, with its config, for good: with the conditions
+# skipped between a run's first and last message, ~35 KB more server memory per run. An output that has
+# not changed is sent again instead (gradio streams it as an empty diff); only a message whose outputs
+# belong to another run (a superseded live run) still skips them.
+class StreamedOutputs:
+    """One run's messages for the page: UNCHANGED (unite_demo.runs) becomes the value this output had in
+    the run's last message, or gr.skip() where it had none or `skip` is set."""
+
+    def __init__(self, unchanged):
+        self.unchanged = unchanged
+        self.last: dict[int, object] = {}
+
+    def __call__(self, outputs: tuple, skip: bool = False) -> tuple:
+        sent = []
+        for i, value in enumerate(outputs):
+            if value is self.unchanged:
+                value = gr.skip() if skip or i not in self.last else self.last[i]
+            else:
+                self.last[i] = value
+            sent.append(value)
+        return tuple(sent)
+
+
 # gradio 6.31.0 remembers the 10000 most recent sessions by default (Blocks.launch's state_session_capacity),
 # each with a copy of the page's config (~120 KB): 1.2 GB for visitors long gone.
 MAX_SESSIONS = 1000

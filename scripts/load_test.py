@@ -13,18 +13,29 @@ refused, not as a failure.
 
 Prints: requests sent, concurrency, completed / refused / failed, max wait, the server's RSS after
 `warmup` and after `total` requests, and the growth between them.
+
+    python scripts/load_test.py --soak 500 --clients 30   # the soak (see soak())
+
+The soak mixes good requests, bad inputs, runs stopped after their first preview and clients that go
+away mid-run (SOAK_MIX), 30 clients at once, and reads the server's RSS after every 100 requests: flat
+readings from the second on mean warm-up, a steady climb a leak.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import sys
 import threading
+import uuid
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
 
@@ -32,12 +43,85 @@ ROOT = Path(__file__).resolve().parent.parent
 HAIR = ("red", "black", "blond", "brown", "grey", "blue", "pink", "green")
 
 
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key} for process {pid}")
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a process (VmRSS in /proc/PID/status), KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    return _status_kib(pid, "VmRSS")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """Peak resident memory (VmHWM) since the process started or its clear_refs was last written with 5."""
+    return _status_kib(pid, "VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu(pid: int, seconds: float) -> float:
+    """The process's CPU seconds over the next `seconds`."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return cpu_seconds(pid) - before
+
+
+class Raw:
+    """/generate through gradio's queue with plain HTTP (join, then the event stream), for what
+    gradio_client cannot send (NaN, infinities: not JSON) and to see HTTP status codes."""
+
+    def __init__(self, url: str, client):
+        self.url = url.rstrip("/")
+        info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]
+        self.names = [p["parameter_name"] for p in info["parameters"]]
+        self.defaults = {p["parameter_name"]: p["parameter_default"] for p in info["parameters"]}
+        deps = httpx.get(self.url + "/config").json()["dependencies"]
+        self.fn_index = next(d["id"] for d in deps if d.get("api_name") == "generate")
+
+    def join(self, http: httpx.Client, session: str, **inputs) -> httpx.Response:
+        values = {**self.defaults, **inputs}
+        body = json.dumps({"data": [values[n] for n in self.names], "fn_index": self.fn_index, "session_hash": session,
+                           "event_data": None, "trigger_id": None})  # NaN and Infinity as JavaScript writes them
+        return http.post(self.url + "/gradio_api/queue/join", content=body,
+                         headers={"content-type": "application/json"})
+
+    def messages(self, http: httpx.Client, session: str):
+        with http.stream("GET", self.url + "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    yield json.loads(line[5:])
+
+    def run(self, session: str | None = None, **inputs) -> dict:
+        """{'http': join's status, 'success': bool, 'error': message or None, 'output': ...}; session: the
+        caller's session (default: a new one)."""
+        session = session or uuid.uuid4().hex[:12]
+        with httpx.Client(timeout=60) as http:
+            joined = self.join(http, session, **inputs)
+            if joined.status_code != 200:
+                return {"http": joined.status_code, "success": False, "error": joined.text, "output": None}
+            for message in self.messages(http, session):
+                if message.get("msg") == "process_completed":
+                    output = message.get("output") or {}
+                    return {"http": 200, "success": bool(message.get("success")), "error": output.get("error"),
+                            "output": output}
+        return {"http": 200, "success": False, "error": "the event stream ended without a result", "output": None}
+
+    def start_and_leave(self, **inputs) -> None:
+        """Start a run, read its event stream up to the first preview, then close the connection."""
+        session = uuid.uuid4().hex[:12]
+        with httpx.Client(timeout=60) as http:
+            assert self.join(http, session, **inputs).status_code == 200
+            for message in self.messages(http, session):
+                if message.get("msg") == "process_generating":
+                    return  # leaving the `with` closes the stream and the connection mid-run
+        raise AssertionError("the run ended before its first preview")
 
 
 @dataclass(frozen=True)
@@ -197,6 +281,150 @@ def run(url: str, pid: int | None = None, clients: int = 20, per_client: int = 3
     return report
 
 
+# ---------------------------------------------------------------------------------------------
+# The soak: good and bad requests, Stops and clients that leave, mixed, for hundreds of requests.
+
+# Bad inputs the soak sends (through plain HTTP, so NaN and server paths can be claimed) and the words
+# each message must contain: the name of the input.
+SOAK_BAD = [({"steps": 51}, "steps"), ({"guidance": math.nan}, "guidance"), ({"text": "x" * 1001}, "text"),
+            ({"sampler": "euler"}, "sampler"), ({"r_seg": -1}, "reliability of seg"), ({"world": "mars"}, "world"),
+            ({"seg": {"background": {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "layers": [],
+                      "composite": {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "id": None}},
+             "segmentation map"),
+            ({"sketch": "a.png"}, "sketch")]
+# One cycle of the mix: of every 10 requests, 6 good, 2 bad, 1 stopped after its first preview, 1 whose
+# client goes away after its first preview.
+SOAK_MIX = ("good", "bad", "good", "stop", "good", "good", "bad", "leave", "good", "good")
+GENERIC_ERROR = "upstream Gradio app has raised an exception"  # gradio's words for an uncaught exception
+
+
+@dataclass
+class SoakReport:
+    sent: int
+    clients: int
+    kinds: dict[str, int]  # requests sent of each kind
+    completed: int  # good requests with their own image
+    refused: int  # queue full
+    named: int  # bad requests whose message named the input
+    stopped: int  # runs stopped after their first preview
+    left: int  # runs whose client went away after their first preview
+    rss_kib: dict[int, int]  # the server's RSS after that many requests
+    seconds: float
+    idle_cpu: float | None  # the server's CPU use (fraction of a core) once the soak is over
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def growth_pct(self) -> float | None:
+        """RSS growth from the first reading to the last."""
+        if len(self.rss_kib) < 2:
+            return None
+        first, last = self.rss_kib[min(self.rss_kib)], self.rss_kib[max(self.rss_kib)]
+        return 100.0 * (last - first) / first
+
+    def summary(self) -> str:
+        rss = ", ".join(f"{n}: {k / 1024:.1f}" for n, k in sorted(self.rss_kib.items()))
+        growth = "n/a" if self.growth_pct is None else f"{self.growth_pct:+.1f} %"
+        idle = "n/a" if self.idle_cpu is None else f"{self.idle_cpu:.0%}"
+        lines = [f"requests sent: {self.sent} from {self.clients} clients in {self.seconds:.0f} s "
+                 f"({', '.join(f'{k} {n}' for k, n in self.kinds.items())})",
+                 f"good: {self.completed} completed with their own image, {self.refused} refused (queue full)",
+                 f"bad: {self.named} of {self.kinds.get('bad', 0)} got a message naming the input",
+                 f"stopped: {self.stopped}, left: {self.left}",
+                 f"server RSS (MiB) after N requests: {rss}",
+                 f"growth from {min(self.rss_kib, default=0)} to {max(self.rss_kib, default=0)} requests: {growth}",
+                 f"server CPU once the soak is over: {idle}"]
+        lines += [f"problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def soak(url: str, pid: int | None = None, clients: int = 30, total: int = 500, every: int = 100, steps: int = 2,
+         seed0: int | None = None, mix: tuple[str, ...] = SOAK_MIX, verbose: bool = True) -> SoakReport:
+    """`total` requests to `url` from `clients` clients at once, in batches of `every` (the server's RSS is
+    read after each), of the kinds in `mix`, in turn (SOAK_MIX: all four). Good requests must come back with their own caption marker
+    and image, bad ones with a message naming the input; stopped and abandoned runs must leave nothing
+    running (the server's CPU falls idle once the soak is over); nothing may be lost (every request ends in
+    one of these)."""
+    from gradio_client import Client
+
+    seed0 = seed0 if seed0 is not None else 2_000_000 + int(time.time()) % 1_000_000 * 1000  # nothing cached
+    connect = (lambda: Client(url, verbose=False, ssl_verify=False))  # ssl_verify: see run()
+    local = threading.local()
+    raw: Raw | None = None
+    kinds = {k: 0 for k in dict.fromkeys(mix)}
+    answers: list[Answer] = []
+    named = stopped = left = 0
+    problems: list[str] = []
+    lock = threading.Lock()
+
+    def client() -> Client:
+        if not hasattr(local, "client"):
+            local.client = connect()
+        return local.client
+
+    def one(n: int) -> None:
+        nonlocal named, stopped, left
+        kind, seed = mix[n % len(mix)], seed0 + n
+        try:
+            if kind == "good":
+                answer = _ask(client(), Ask(seed, f"s{n}"), steps)
+                with lock:
+                    answers.append(answer)
+            elif kind == "bad":
+                inputs, words = SOAK_BAD[(n // len(mix)) % len(SOAK_BAD)]
+                r = raw.run(client().session_hash, **{"seed": seed, "steps": steps, **inputs})  # one of the clients
+                ok = (r["http"] == 200 and not r["success"] and isinstance(r["error"], str)
+                      and words in r["error"] and GENERIC_ERROR not in r["error"])
+                with lock:
+                    named += ok
+                    if not ok:
+                        problems.append(f"request {n} ({sorted(inputs)}): {str(r['error'])[:160]!r} does not name "
+                                        f"{words!r}")
+            elif kind == "stop":
+                job = client().submit(steps=30, seed=seed, text=f"stopped {n}", api_name="/generate")
+                deadline = time.monotonic() + 120
+                while not job.outputs() and not job.done():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("no preview within 120 s")
+                    time.sleep(0.05)
+                job.cancel()
+                with lock:
+                    stopped += 1
+            else:  # a client that goes away: whoever comes next is a new session
+                raw.start_and_leave(steps=30, seed=seed, text=f"left {n}", seg=None, sketch=None)
+                with lock:
+                    left += 1
+        except Exception as e:  # noqa: BLE001 - counted and reported
+            with lock:
+                problems.append(f"request {n} ({kind}): {type(e).__name__}: {str(e)[:160]}")
+        with lock:
+            kinds[kind] += 1
+
+    start = time.perf_counter()
+    rss: dict[int, int] = {}
+    with ThreadPoolExecutor(clients) as pool:
+        raw = Raw(url, connect())
+        for batch in range(0, total, every):
+            list(pool.map(one, range(batch, min(batch + every, total))))
+            sent = min(batch + every, total)
+            if pid:
+                rss[sent] = rss_kib(pid)
+            if verbose:
+                print(f"{sent} requests, {time.perf_counter() - start:.0f} s"
+                      + (f", RSS {rss[sent] / 1024:.1f} MiB" if pid else ""), flush=True)
+    seconds = time.perf_counter() - start
+    idle = busy_cpu(pid, 2.0) / 2.0 if pid else None
+    good = [a for a in answers if a.image is not None]
+    problems += check(answers) + [f"seed {a.ask.seed}: {a.error}" for a in answers if a.error and not a.refused]
+    if idle is not None and idle > 0.3:
+        problems.append(f"the server still uses {idle:.0%} of a core after the soak: a stopped run goes on")
+    report = SoakReport(sent=sum(kinds.values()), clients=clients, kinds=kinds, completed=len(good),
+                        refused=sum(a.refused for a in answers), named=named, stopped=stopped, left=left,
+                        rss_kib=rss, seconds=seconds, idle_cpu=idle, problems=problems)
+    if verbose:
+        print(report.summary(), flush=True)
+    return report
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running studio (default: start `python app.py` on a free port)")
@@ -206,17 +434,30 @@ def main(argv=None) -> int:
     ap.add_argument("--total", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--soak", type=int, metavar="N",
+                    help="instead: the soak, N requests of mixed kinds (good, bad, stopped, abandoned; SOAK_MIX) "
+                         "from --clients clients, the RSS read every --every requests")
+    ap.add_argument("--every", type=int, default=100)
     args = ap.parse_args(argv)
-    kw = dict(clients=args.clients, per_client=args.per_client, total=args.total, warmup=args.warmup, steps=args.steps)
+    if args.soak:
+        test = (lambda url, pid: soak(url, pid, clients=args.clients, total=args.soak, every=args.every,
+                                      steps=args.steps))
+    else:
+        test = (lambda url, pid: run(url, pid, clients=args.clients, per_client=args.per_client, total=args.total,
+                                     warmup=args.warmup, steps=args.steps))
     if args.url:
-        report = run(args.url, args.pid, **kw)
+        report = test(args.url, args.pid)
     else:
         sys.path.insert(0, str(ROOT / "scripts"))
         from media import serve
 
         with serve() as url:
-            report = run(url, url.pid, **kw)
-    return 0 if report.failed == 0 and not report.problems else 1
+            report = test(url, url.pid)
+            errors = [line for line in url.log().splitlines() if "Traceback" in line or "ERROR:" in line]
+            report.problems += [f"server log: {line}" for line in errors[:5]]
+            if errors:
+                print("\n".join(f"problem: server log: {line}" for line in errors[:5]))
+    return 0 if getattr(report, "failed", 0) == 0 and not report.problems else 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """What several test files share: canvas values as the page and a client hand them over, PNG files
-written chunk by chunk, a process's memory and CPU time, and runs asked with /generate's names."""
+written chunk by chunk, and runs asked with /generate's names."""
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -45,19 +44,6 @@ def header_only_png(path: Path, w: int, h: int) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
                      + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b""))
     return path
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
 
 
 def run_inputs(world=BUILTIN, *, seg=None, sketch=None, text=None, seg_on=True, sketch_on=True, text_on=True,

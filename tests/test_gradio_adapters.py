@@ -165,3 +165,42 @@ def test_gradio_remembers_ten_thousand_sessions_by_default():  # -> MAX_SESSIONS
     options = gradio_adapters.launch_options({}, max_file_size=5)
     assert options["state_session_capacity"] == gradio_adapters.MAX_SESSIONS < 10000
     assert options["server_name"] == "127.0.0.1" and options["share"] is False and options["max_file_size"] == 5
+
+
+def test_gradio_keeps_a_component_for_good_after_each_skipped_output():  # -> StreamedOutputs
+    from gradio_client import Client
+
+    from scripts.media import free_port
+
+    with gr.Blocks() as demo:
+        box, button = gr.Textbox(), gr.Button()
+
+        def three_messages(skip: bool):
+            for message in ("first", gr.skip() if skip else "first", "last"):
+                yield message
+
+        button.click(lambda: (yield from three_messages(True)), None, box, api_name="skipping")
+        button.click(lambda: (yield from three_messages(False)), None, box, api_name="resending")
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        grown = {}
+        for api_name in ("skipping", "resending"):
+            client = Client(demo.local_url, verbose=False, ssl_verify=False)
+            for _ in range(4):
+                assert client.predict(api_name=f"/{api_name}") == "last"
+            session = demo.state_holder.session_data[client.session_hash]
+            grown[api_name] = len(session.blocks_config.blocks) - len(demo.default_config.blocks)
+    finally:
+        demo.close()
+    assert grown["skipping"] >= 3 and grown["resending"] == 0, grown  # a component more per run that skipped
+
+
+def test_streamed_outputs_send_an_unchanged_output_again_and_skip_only_for_another_run():
+    unchanged = object()
+    sent = gradio_adapters.StreamedOutputs(unchanged)
+    assert sent(("img1", "step 1", "seg")) == ("img1", "step 1", "seg")
+    assert sent(("img2", "step 2", unchanged)) == ("img2", "step 2", "seg")
+    skipped = sent((unchanged, "stopped", unchanged), skip=True)
+    assert skipped[1] == "stopped" and all(gr_skip == gr.skip() for gr_skip in (skipped[0], skipped[2]))
+    fresh = gradio_adapters.StreamedOutputs(unchanged)
+    assert fresh((unchanged, "step 1"))[0] == gr.skip()  # nothing sent yet to repeat

@@ -7,14 +7,12 @@ The in-process half (the same inputs straight into studio.run) is tests/test_har
 
 import http.client
 import io
-import json
 import math
 import os
 import socket
 import struct
 import threading
 import time
-import uuid
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +27,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from helpers import cpu_seconds, editor_value, header_only_png, peak_rss_kib, png_chunk
+from helpers import editor_value, header_only_png, png_chunk
 from scripts import load_test
+from scripts.load_test import busy_cpu, peak_rss_kib
 from scripts.media import serve
 from unite_demo.conditions import MAX_SIDE, MAX_TEXT_CHARS
 from unite_demo.faces import PALETTE_RGB
@@ -67,59 +66,9 @@ def file_data(path: str) -> dict:
     return {"path": path, "meta": {"_type": "gradio.FileData"}}
 
 
-class Raw:
-    """/generate through gradio's queue with plain HTTP (join, then the event stream), for what
-    gradio_client cannot send (NaN, infinities: not JSON) and to see HTTP status codes."""
-
-    def __init__(self, url: str, client: Client):
-        self.url = url.rstrip("/")
-        info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]
-        self.names = [p["parameter_name"] for p in info["parameters"]]
-        self.defaults = {p["parameter_name"]: p["parameter_default"] for p in info["parameters"]}
-        deps = httpx.get(self.url + "/config").json()["dependencies"]
-        self.fn_index = next(d["id"] for d in deps if d.get("api_name") == "generate")
-
-    def join(self, http: httpx.Client, session: str, **inputs) -> httpx.Response:
-        values = {**self.defaults, **inputs}
-        body = json.dumps({"data": [values[n] for n in self.names], "fn_index": self.fn_index, "session_hash": session,
-                           "event_data": None, "trigger_id": None})  # NaN and Infinity as JavaScript writes them
-        return http.post(self.url + "/gradio_api/queue/join", content=body,
-                         headers={"content-type": "application/json"})
-
-    def messages(self, http: httpx.Client, session: str):
-        with http.stream("GET", self.url + "/gradio_api/queue/data", params={"session_hash": session}) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:"):
-                    yield json.loads(line[5:])
-
-    def run(self, **inputs) -> dict:
-        """{'http': join's status, 'success': bool, 'error': message or None, 'output': ...}."""
-        session = uuid.uuid4().hex[:12]
-        with httpx.Client(timeout=60) as http:
-            joined = self.join(http, session, **inputs)
-            if joined.status_code != 200:
-                return {"http": joined.status_code, "success": False, "error": joined.text, "output": None}
-            for message in self.messages(http, session):
-                if message.get("msg") == "process_completed":
-                    output = message.get("output") or {}
-                    return {"http": 200, "success": bool(message.get("success")), "error": output.get("error"),
-                            "output": output}
-        return {"http": 200, "success": False, "error": "the event stream ended without a result", "output": None}
-
-    def start_and_leave(self, **inputs) -> None:
-        """Start a run, read its event stream up to the first preview, then close the connection."""
-        session = uuid.uuid4().hex[:12]
-        with httpx.Client(timeout=60) as http:
-            assert self.join(http, session, **inputs).status_code == 200
-            for message in self.messages(http, session):
-                if message.get("msg") == "process_generating":
-                    return  # leaving the `with` closes the stream and the connection mid-run
-        raise AssertionError("the run ended before its first preview")
-
-
 @pytest.fixture(scope="module")
 def raw(server, client):
-    return Raw(server, client)
+    return load_test.Raw(server, client)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,13 +293,6 @@ def short_run(client, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def busy_cpu(pid: int, seconds: float) -> float:
-    """The server's CPU seconds over the next `seconds`."""
-    before = cpu_seconds(pid)
-    time.sleep(seconds)
-    return cpu_seconds(pid) - before
-
-
 def test_cancelling_two_long_runs_frees_both_workers_at_once(server, client):
     short = short_run(client, 81_000)
     long_clients = [connect(server) for _ in range(2)]  # the queue runs 2 at a time: both workers taken
@@ -403,6 +345,18 @@ def test_twenty_clients_at_once_each_get_their_own_images_and_memory_stays_flat(
     asked = Counter(a.ask for a in report.answers)
     assert sorted(asked.values()) == [1] * 80 + [2] * 10  # 10 pairs of clients sent one identical request
     assert abs(report.growth_pct) < 10, report.summary()
+    assert not any(marker in server.log() for marker in SERVER_ERRORS)
+
+
+def test_a_short_soak_of_every_kind_loses_nothing_and_leaves_nothing_running(server, capsys):
+    # The README's 500-request soak (scripts/load_test.py --soak 500 --clients 30), 60 requests long.
+    with capsys.disabled():
+        print()
+        report = load_test.soak(server, server.pid, clients=10, total=60, every=30, steps=2, seed0=95_000)
+    assert report.sent == 60 and report.kinds == {"good": 36, "bad": 12, "stop": 6, "leave": 6}
+    assert report.completed + report.refused == 36 and report.named == 12, report.summary()
+    assert report.stopped == 6 and report.left == 6 and report.idle_cpu < 0.3, report.summary()
+    assert not report.problems, report.summary()
     assert not any(marker in server.log() for marker in SERVER_ERRORS)
 
 
