@@ -6,14 +6,17 @@ the worker is told to stop and must end within a frame; it is killed if it does 
 Put this folder first on PYTHONPATH and app.py's `on_spaces_gpu` wraps /generate with it. Each call
 appends one line to $SPACES_STANDIN_LOG: "start PID", "frame PID N BYTES" per pickled frame,
 "closed PID TIME" when the server stopped reading before the end, "end PID EXITCODE TIME" once the
-worker has exited."""
+worker has exited (-9: killed); a worker that takes over 3 s to close dumps its threads' stacks to
+$SPACES_STANDIN_LOG.stacks."""
 
 from __future__ import annotations
 
+import faulthandler
 import functools
 import multiprocessing
 import os
 import pickle
+import threading
 import time
 
 _LOG = os.environ.get("SPACES_STANDIN_LOG")
@@ -45,8 +48,22 @@ def _worker(fn, args, kwargs, conn, stop) -> None:
     except BaseException as e:  # noqa: BLE001 - sent back and raised in the server, as ZeroGPU does
         _send(conn, ("error", e))
     finally:
+        stacks = open(_LOG + ".stacks", "a") if _LOG else None
+        if stacks:  # a worker that takes over 3 s to close writes down where its threads are
+            faulthandler.dump_traceback_later(3, file=stacks)
         gen.close()
         conn.close()
+        if stacks:
+            faulthandler.cancel_dump_traceback_later()
+            stacks.close()
+
+
+def _reap(proc) -> None:
+    proc.join(timeout=10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    _log(f"end {proc.pid} {proc.exitcode} {time.time():.3f}")
 
 
 def GPU(fn=None, duration=None):  # noqa: N802 - the name spaces exposes
@@ -79,11 +96,8 @@ def GPU(fn=None, duration=None):  # noqa: N802 - the name spaces exposes
             if not finished:  # the server stopped reading: Stop, or the client went away
                 _log(f"closed {proc.pid} {time.time():.3f}")
             stop.set()
-            here.close()
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-            _log(f"end {proc.pid} {proc.exitcode} {time.time():.3f}")
+            here.close()  # a worker blocked on a full pipe sees it closed
+            # The worker is waited for in a thread of its own: this may run in the server's event loop.
+            threading.Thread(target=_reap, args=(proc,), daemon=True).start()
 
     return wrapper
