@@ -96,6 +96,7 @@ def test_back_projection_brings_the_output_back_to_the_input_and_mean_shift_flat
     """The finish: with back-projection alone, the 128 px output box-filtered to 32 px is the input
     (within clamping and rounding); with mean shift, noise inside two flat regions is flattened and
     the edge between them kept."""
+    torch.manual_seed(0)  # unseeded, one init in a few gave an output less than 5 away from the input
     net = sr.SuperRes(sr.SRConfig(channels=8, blocks=1)).eval()  # random weights: an output far from the input
     lo, _ = sr.pairs(3, SPLITS["heldout"].start)
     plain = sr.upscale(sr.FinalStage(net, {}), lo)
