@@ -13,13 +13,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from gradio_adapters import (BRUSH_JS, LIVE_JS, SEND_JS, SHOW_JS, ResultImage, SentDropdown, SentNumber,  # noqa: E402
-                             SentSlider, SentTextbox, StreamedOutputs, canvas_twin, guard_file_moves, import_matplotlib_now,
-                             launch_options, live_mode_js, on_spaces_gpu)
-from unite_demo.conditions import ConditionError  # noqa: E402
+                             SentRadio, SentSlider, SentTextbox, StreamedOutputs, canvas_twin, guard_file_moves,
+                             import_matplotlib_now, launch_options, live_mode_js, on_spaces_gpu)
+from unite_demo.conditions import MODALITY_NAMES, ConditionError  # noqa: E402
 from unite_demo.examples import load_examples  # noqa: E402
 from unite_demo.inputs import Card, RunInputs  # noqa: E402
 from unite_demo.limits import (CANVAS, DEFAULTS, GUIDANCE, MAX_TEXT_CHARS, MAX_UPLOAD, RELIABILITY, SEED,  # noqa: E402
-                               STEPS)
+                               STEPS, SWEEP_VALUES)
 from unite_demo.pages import CLASS_OFF, example_inputs, legend_html, palette_hex, random_seed  # noqa: E402
 from unite_demo.runs import UNCHANGED  # noqa: E402
 from unite_demo.sampler import SAMPLERS  # noqa: E402
@@ -42,17 +42,22 @@ CSS = """
 
 
 def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance, sampler,
-             world, live, class_name="", r_class=1.0, superres=True, request: gr.Request = None):
+             world, live, class_name="", r_class=1.0, superres=True, view="product", sweep="text",
+             sweep_values="0, 0.5, 1, 2, 3", request: gr.Request = None):
     """Generate an image from a segmentation map, a sketch and a caption (and, in worlds with a class
     expert, an ImageNet class name or id; '' = off), streaming a preview per step; superres: the
-    final image sharpened to 128 px by the world's final-image stage (cartoon-faces).
+    final image sharpened to 128 px by the world's final-image stage (cartoon-faces). view: 'product'
+    (the image alone), 'experts' (each expert alone beside the product, a strip) or 'sweep' (the
+    reliability of the modality `sweep` at each of `sweep_values` and as set, a strip), every image
+    from the same noise.
 
     Returns (streamed): result image, progress line, segmentation map / sketch as the experts
-    received them, caption and expert weights."""
+    received them, caption and expert weights, the strip (None in the product view) and its labels,
+    and with the final image the run saved for slides: its image (PNG) and its steps (GIF)."""
     cards = {"seg": Card(seg, seg_on, r_seg), "sketch": Card(sketch, sketch_on, r_sketch),
              "text": Card(text, text_on, r_text), "class": Card(class_name, True, r_class)}
     inputs = RunInputs(cards, seed=seed, steps=steps, guidance=guidance, sampler=sampler, world=world,
-                       superres=superres)
+                       superres=superres, view=view, sweep=sweep, sweep_values=sweep_values)
     run = STUDIO.run(inputs, live=bool(live), session=request.session_hash if request is not None else None)
     sent = StreamedOutputs(UNCHANGED)
     try:
@@ -72,10 +77,10 @@ def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_t
 generate = on_spaces_gpu(generate)
 
 
-def stop(request: gr.Request):
-    """Stop: the run is cancelled by the queue; a live run also sees its ticket superseded."""
-    STUDIO.stop(request.session_hash)
-    return "stopped"
+def stop(shown, request: gr.Request):
+    """Stop: the run is cancelled by the queue; a live run also sees its ticket superseded. The progress
+    line says "stopped" only where a run was going (an idle page keeps its "done")."""
+    return "stopped" if STUDIO.stop(request.session_hash) else shown
 
 
 def new_ticket(request: gr.Request):
@@ -114,7 +119,17 @@ def world_changed(name):
             gr.Column(visible="seg" in page.modalities), gr.Column(visible="sketch" in page.modalities),
             gr.Column(visible="text" in page.modalities), gr.Column(visible="class" in page.modalities),
             gr.Dropdown(choices=page.class_choices, value=""), page.steps, page.guidance,
-            *(page.reliability.get(m, 1.0) for m in ("seg", "sketch", "text", "class")))
+            *(page.reliability.get(m, 1.0) for m in ("seg", "sketch", "text", "class")),
+            gr.Dropdown(choices=sweep_choices(page.modalities), value=page.modalities[-1]))
+
+
+def sweep_choices(modalities):
+    return [(MODALITY_NAMES[m], m) for m in modalities]
+
+
+def view_changed(view):
+    """The strip and its saving show in the explain views; the swept modality and values in the sweep."""
+    return gr.Column(visible=view != "product"), gr.Row(visible=view == "sweep")
 
 
 def blank_map(name):
@@ -194,15 +209,29 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
         with gr.Column(scale=2):
             result = ResultImage(label="Result", type="pil", format="png", height=320, interactive=False,
                                  buttons=["download", "fullscreen"], elem_id="result")
-            progress = gr.Markdown("press Run", elem_id="progress")
+            progress = gr.Markdown("press Run", label="progress", elem_id="progress", line_breaks=True)
             with gr.Row():
                 run_btn = gr.Button("Run", variant="primary", elem_id="run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+            view = SentRadio([("the product", "product"), ("each expert alone", "experts"),
+                              ("a reliability strip", "sweep")], value="product", label="Show", elem_id="view")
+            with gr.Row(equal_height=True, visible=False) as sweep_row:
+                sweep = SentDropdown(sweep_choices(STUDIO.page(BUILTIN).modalities), value="text",
+                                     label="reliability strip of", min_width=120, elem_id="sweep")
+                sweep_values = SentTextbox(", ".join(f"{v:g}" for v in SWEEP_VALUES), label="at reliabilities",
+                                           min_width=120, elem_id="sweep-values")
+            with gr.Row():
+                save_png = gr.DownloadButton("save the image (PNG)", size="sm", elem_id="save-png")
+                save_gif = gr.DownloadButton("save its steps (GIF)", size="sm", elem_id="save-gif")
             gr.Markdown("**What the experts received**")
             with gr.Row():
                 seg_view = condition_view("label map", "cond-seg", height=150)
                 sketch_view = condition_view("binarised sketch", "cond-sketch", height=150)
             caption_view = gr.Textbox(label="caption and weights", lines=3, interactive=False, elem_id="cond-text")
+    with gr.Column(visible=False, elem_id="strip-box") as strip_box:
+        strip = ResultImage(label="the strip, every image from the same noise", type="pil", format="png",
+                            interactive=False, buttons=["download", "fullscreen"], elem_id="strip")
+        strip_caption = gr.Markdown(label="strip labels", elem_id="strip-caption")
     examples = gr.Dataset(label="Examples (click to fill every input)", components=["image", "textbox"],
                           samples=[[str(e.seg), e.text] for e in load_examples()], type="index",
                           elem_id="examples")
@@ -212,8 +241,8 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
     brush_sent = gr.JSON(visible=False)
     canvases, twins = [seg, sketch], [seg_sent, sketch_sent]
     inputs = [seg_sent, sketch_sent, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance,
-              sampler, world, live, class_name, r_class, superres]
-    outputs = [result, progress, seg_view, sketch_view, caption_view]
+              sampler, world, live, class_name, r_class, superres, view, sweep, sweep_values]
+    outputs = [result, progress, seg_view, sketch_view, caption_view, strip, strip_caption, save_png, save_gif]
     run_evt = run_btn.click(None, canvases, twins, js=SEND_JS, api_visibility="private").then(
         generate, inputs, outputs, api_name="generate", concurrency_id="generate", show_progress="minimal",
         show_progress_on=[result])
@@ -225,12 +254,13 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
         new_ticket, None, None, queue=False, show_progress="hidden", api_visibility="private").then(
         generate, inputs, outputs, trigger_mode="always_last", concurrency_id="generate", show_progress="hidden",
         api_visibility="private")
-    stop_btn.click(stop, None, progress, queue=False, cancels=[run_evt, live_evt], api_visibility="private")
+    stop_btn.click(stop, progress, progress, queue=False, cancels=[run_evt, live_evt], api_visibility="private")
+    view.change(view_changed, view, [strip_box, sweep_row], queue=False, api_visibility="private")
     dice.click(random_seed, None, seed, queue=False, api_visibility="private")
     blank.click(blank_map, world, seg_sent, queue=False, api_visibility="private").then(
         None, seg_sent, seg, js=SHOW_JS, api_visibility="private")
     world.change(world_changed, world, [brush_sent, legend, seg_card, sketch_card, text_card, class_card, class_name,
-                                        steps, guidance, r_seg, r_sketch, r_text, r_class],
+                                        steps, guidance, r_seg, r_sketch, r_text, r_class, sweep],
                  api_visibility="private").then(
         None, brush_sent, seg, js=BRUSH_JS, api_visibility="private")
     world.input(blank_map, world, seg_sent, api_visibility="private").then(

@@ -20,7 +20,7 @@ from gradio.components.image_editor import EditorData
 from gradio_client import utils as client_utils
 from PIL import Image
 
-from unite_demo.conditions import ConditionError, check_image_file
+from unite_demo.conditions import ConditionError, check_image_file, without_paths
 
 
 def cache_image(value, cache_dir: str, format: str):
@@ -90,6 +90,10 @@ class SentDropdown(AsSent, gr.Dropdown):
     pass
 
 
+class SentRadio(AsSent, gr.Radio):
+    pass
+
+
 # gradio 6.31.0's ImageEditor decodes every file it is sent without a size limit, and answers a value of the
 # wrong shape with a server error (pydantic's ValidationError) that names no input.
 class CanvasTwin(gr.ImageEditor):
@@ -120,8 +124,8 @@ class CanvasTwin(gr.ImageEditor):
         except gr.Error as e:
             raise gr.Error(f"{self.input_name}: {e.message}", print_exception=False) from None
         except (OSError, ValueError, TypeError, ArithmeticError, SyntaxError, Image.DecompressionBombError) as e:
-            raise gr.Error(f"{self.input_name}: cannot read the image ({e}); accepted: PNG, JPEG, WebP, BMP",
-                           print_exception=False) from None
+            raise gr.Error(f"{self.input_name}: cannot read the image ({without_paths(str(e))}); accepted: PNG, JPEG, "
+                           "WebP, BMP", print_exception=False) from None
 
     def files(self, payload) -> list:
         """The files of a value (uploaded paths, or the page's canvas blobs as bytes), unread."""

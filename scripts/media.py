@@ -102,32 +102,38 @@ def chromium():
             browser.close()
 
 
-# Records every image the result component is given (src set in the page) and when the browser has
-# it on screen (its load event), and every progress line; times in ms since the last press of Run.
+# Records every image the result component (and the strip of the explain view) is given (src set in the
+# page) and when the browser has it on screen (its load event, with its natural width), and every progress
+# line; times in ms since the last press of Run.
 RECORDER_JS = """() => {
   if (window.__rec) return;
-  const rec = window.__rec = {frames: [], lines: [], t0: performance.now(), src0: null};
-  const result = document.querySelector('#result');
+  const rec = window.__rec = {frames: [], strips: [], lines: [], t0: performance.now(), src0: {}};
   const text = () => (document.querySelector('#progress [data-testid=markdown]') || {}).innerText || '';
   const now = () => performance.now() - rec.t0;
-  const seen = () => {
-    const img = result.querySelector('img'); const last = rec.frames[rec.frames.length - 1];
-    if (img && img.src && (last ? last.src !== img.src : img.src !== rec.src0)) {  // not the old image
-      rec.frames.push({src: img.src, t: now(), text: text(), shown: null});
-      if (img.complete && img.naturalWidth) rec.frames[rec.frames.length - 1].shown = now();
-    }
+  const watch = (id, key) => {  // the element may come later (the strip shows in the explain views only)
+    const seen = () => {
+      const img = document.querySelector(id + ' img'); const list = rec[key]; const last = list[list.length - 1];
+      if (img && img.src && (last ? last.src !== img.src : img.src !== rec.src0[key])) {  // not the old image
+        list.push({src: img.src, t: now(), text: text(), shown: null, width: null});
+        if (img.complete && img.naturalWidth) Object.assign(list[list.length - 1], {shown: now(), width: img.naturalWidth});
+      }
+    };
+    new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                      attributeFilter: ['src']});
+    document.addEventListener('load', e => {
+      if (e.target.tagName !== 'IMG' || !e.target.closest(id)) return;
+      seen();
+      for (const f of rec[key]) if (f.src === e.target.src && f.shown === null) Object.assign(f, {shown: now(), width: e.target.naturalWidth});
+    }, true);
   };
+  watch('#result', 'frames');
+  watch('#strip', 'strips');
   document.addEventListener('click', e => {
     if (!e.target.closest('#run')) return;
-    const img = result.querySelector('img');
-    rec.t0 = performance.now(); rec.frames = []; rec.lines = [{text: text(), t: 0}]; rec.src0 = img ? img.src : null;
-  }, true);
-  new MutationObserver(seen).observe(result, {subtree: true, childList: true, attributes: true,
-                                              attributeFilter: ['src']});
-  result.addEventListener('load', e => {
-    if (e.target.tagName !== 'IMG') return;
-    seen();
-    for (const f of rec.frames) if (f.src === e.target.src && f.shown === null) f.shown = now();
+    rec.t0 = performance.now(); rec.frames = []; rec.strips = []; rec.lines = [{text: text(), t: 0}];
+    for (const [id, key] of [['#result', 'frames'], ['#strip', 'strips']]) {
+      const img = document.querySelector(id + ' img'); rec.src0[key] = img ? img.src : null;
+    }
   }, true);
   new MutationObserver(() => {
     const line = text(); const last = rec.lines[rec.lines.length - 1];
@@ -262,8 +268,9 @@ class StudioPage:
     def run(self) -> None:
         self.page.locator("#run").click()
 
-    def wait_done(self, timeout: float = 120.0) -> None:
-        """Until the progress line of this run says done and its final image has been shown."""
+    def wait_done(self, timeout: float = 120.0, strip_width: int | None = None) -> None:
+        """Until the progress line of this run says done and its final image has been shown (and, with
+        strip_width, the final strip: the image of that natural width)."""
         self.page.wait_for_function(
             "() => { const l = window.__rec.lines; const i = l.findIndex(x => /step 1 \\//.test(x.text));"
             " return i >= 0 && l.slice(i).some(x => /done/.test(x.text)) && window.__rec.frames.length > 0; }",
@@ -271,23 +278,39 @@ class StudioPage:
         self.page.wait_for_function(  # the final image (the last frame) is on screen
             "() => { const f = window.__rec.frames; return f.length && f[f.length - 1].shown !== null; }",
             timeout=timeout * 1000)
+        if strip_width is not None:
+            self.page.wait_for_function(
+                "(w) => window.__rec.strips.some(f => f.shown !== null && f.width === w)", arg=strip_width,
+                timeout=timeout * 1000)
 
     def record(self) -> dict:
-        """Since the last press of Run: frames ({src, t: set in the page, shown: loaded on screen, text: the
-        progress line then}, ms) and progress lines ({text, t})."""
-        return self.page.evaluate("() => ({frames: window.__rec.frames, lines: window.__rec.lines})")
+        """Since the last press of Run: frames of the result and of the strip ({src, t: set in the page,
+        shown: loaded on screen, width: its natural width, text: the progress line then}, ms) and progress
+        lines ({text, t})."""
+        return self.page.evaluate("() => ({frames: window.__rec.frames, strips: window.__rec.strips, "
+                                  "lines: window.__rec.lines})")
 
-    def run_and_time(self, timeout: float = 120.0) -> dict:
-        """Press Run, wait for the final image; seconds from the press until the first preview and the
-        final image are on screen."""
+    def show(self, view: str) -> None:
+        """Pick what a run shows: 'the product', 'each expert alone' or 'a reliability strip'."""
+        self.page.locator("#view").get_by_text(view, exact=True).click()
+        self.page.wait_for_timeout(300)
+
+    def run_and_time(self, timeout: float = 120.0, strip_width: int | None = None) -> dict:
+        """Press Run, wait for the final image (and the final strip of that width); seconds from the press
+        until the first preview and the final image (strip) are on screen."""
         self.run()
-        self.wait_done(timeout)
+        self.wait_done(timeout, strip_width)
         rec = self.record()
         frames = rec["frames"]
         shown = [f["shown"] for f in frames if f["shown"] is not None]
-        return {"first_preview_s": min(shown) / 1000, "final_s": frames[-1]["shown"] / 1000,
-                "frames": len(frames), "frames_shown": len(shown),
-                "status": rec["lines"][-1]["text"] if rec["lines"] else ""}
+        timing = {"first_preview_s": min(shown) / 1000, "final_s": frames[-1]["shown"] / 1000,
+                  "frames": len(frames), "frames_shown": len(shown),
+                  "status": rec["lines"][-1]["text"] if rec["lines"] else ""}
+        if strip_width is not None:
+            strips = [f for f in rec["strips"] if f["shown"] is not None]
+            timing.update(first_strip_s=min(f["shown"] for f in strips) / 1000, strips=len(rec["strips"]),
+                          final_strip_s=min(f["shown"] for f in strips if f["width"] == strip_width) / 1000)
+        return timing
 
 
 PAINT_SUBSTEPS = 2  # pointer moves per segment when painting a face: the editor joins them with straight lines

@@ -48,11 +48,13 @@ def header_only_png(path: Path, w: int, h: int) -> Path:
 
 def run_inputs(world=BUILTIN, *, seg=None, sketch=None, text=None, seg_on=True, sketch_on=True, text_on=True,
                r_seg=None, r_sketch=None, r_text=None, seed=DEFAULTS["seed"], steps=None, guidance=None,
-               sampler=DEFAULTS["sampler"], class_name=None, r_class=None) -> RunInputs:
+               sampler=DEFAULTS["sampler"], class_name=None, r_class=None, superres=True, view="product", sweep=None,
+               sweep_values=None) -> RunInputs:
     """A run's inputs asked with /generate's parameter names (None: the world's default)."""
     cards = {"seg": Card(seg, seg_on, r_seg), "sketch": Card(sketch, sketch_on, r_sketch),
              "text": Card(text, text_on, r_text), "class": Card(class_name, True, r_class)}
-    return RunInputs(cards, seed=seed, steps=steps, guidance=guidance, sampler=sampler, world=world)
+    return RunInputs(cards, seed=seed, steps=steps, guidance=guidance, sampler=sampler, world=world,
+                     superres=superres, view=view, sweep=sweep, sweep_values=sweep_values)
 
 
 def request(world, **widgets):

@@ -12,6 +12,8 @@ from unite_demo import canvas
 from unite_demo.conditions import seg_from_image, sketch_from_image
 from unite_demo.examples import load_examples
 from unite_demo.faces import PALETTE_RGB, make_face
+from unite_demo.limits import RESULT_SIZE
+from unite_demo.strips import GAP
 
 pytestmark = pytest.mark.slow
 GLASSES = tuple(int(c) for c in PALETTE_RGB[6])
@@ -165,3 +167,62 @@ def test_a_face_painted_off_centre_from_a_blank_map_comes_out_where_it_was_paint
     print(f"freehand face: mIoU {score:.3f} between the result's map and the painted map")
     sp.page.screenshot(path=str(tmp_path / "freehand.png"), full_page=True)
     assert score >= FREEHAND_MIOU, score
+
+
+def strip_width(images: int) -> int:
+    return images * RESULT_SIZE + (images - 1) * GAP
+
+
+def test_the_explain_view_streams_strips_then_each_expert_alone_beside_the_product(browser, url, tmp_path):
+    page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+    sp = StudioPage(page, url).open()
+    try:
+        assert not page.locator("#strip").is_visible()
+        sp.show("each expert alone")
+        assert page.locator("#strip").is_visible() and not page.locator("#sweep").is_visible()
+        sp.set_number("seed", 77)
+        timing = sp.run_and_time(strip_width=strip_width(4))
+        strips = sp.record()["strips"]
+        previews = {f["src"] for f in strips if f["width"] != strip_width(4)}
+        assert len(previews) >= 3, strips  # at least 3 different strips streamed before the final one
+        caption = page.locator("#strip-caption").inner_text()
+        assert caption == "segmentation alone · sketch alone · text alone · [product]"
+        final = shown_image(page, "strip")
+        assert final.shape[1] == strip_width(4)
+        tiles = [final[:RESULT_SIZE, k * (RESULT_SIZE + GAP):][:, :RESULT_SIZE] for k in range(4)]
+        assert min(np.abs(a.astype(int) - b).mean() for i, a in enumerate(tiles) for b in tiles[i + 1:]) > 3
+        result = shown_image(page, "result")
+        assert np.abs(tiles[3][8:-8, 8:-8].astype(int) - result[8:-8, 8:-8]).max() <= 2  # the product is the result
+        with page.expect_download() as png:
+            page.locator("#save-png").click()
+        with page.expect_download() as gif:
+            page.locator("#save-gif").click()
+        assert png.value.suggested_filename == "strip.png" and gif.value.suggested_filename == "strip-steps.gif"
+        with Image.open(gif.value.path()) as anim:
+            assert anim.n_frames == 9
+        print(f"explain run: first strip {timing['first_strip_s']:.2f} s, final strip {timing['final_strip_s']:.2f} s")
+
+        sp.show("a reliability strip")
+        assert page.locator("#sweep").is_visible()
+        sp.run_and_time(strip_width=strip_width(5))
+        assert page.locator("#strip-caption").inner_text() == "text 0 · text 0.5 · text 1 · [text 2 (as set)] · text 3"
+
+        # A long explain run: Stop ends it within a step or two and the page goes on.
+        sp.show("each expert alone")
+        sp.set_number("steps", 50)
+        sp.run()
+        page.wait_for_function("() => /step [2-9] \\/ 50/.test(document.querySelector('#progress').innerText)",
+                               timeout=60_000)
+        page.locator("#stop").click()
+        stopped_at = page.evaluate("() => performance.now() - window.__rec.t0")
+        at_stop = max(step_of(line["text"]) for line in sp.record()["lines"])
+        page.wait_for_timeout(3000)
+        later = [line["text"] for line in sp.record()["lines"] if line["t"] > stopped_at]
+        assert not any("done" in text for text in later) and max(map(step_of, later), default=0) <= at_stop + 2
+        sp.show("the product")
+        assert not page.locator("#strip").is_visible()
+        sp.set_number("steps", 4)
+        assert "done" in sp.run_and_time()["status"]
+        page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
+    finally:
+        page.close()

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from unite_demo import generate
 from unite_demo.examples import load_examples
@@ -89,3 +91,22 @@ def test_the_final_image_is_sharpened_to_128_px_unless_switched_off(example, tmp
     assert _gen(example, tmp_path / "big.png", "--size", "256") == 0
     sizes = {n: Image.open(tmp_path / f"{n}.png").size for n in ("sharp", "own", "big")}
     assert sizes == {"sharp": (128, 128), "own": (32, 32), "big": (256, 256)}
+
+
+def test_explain_and_sweep_write_labelled_strips_whose_last_image_is_the_run_as_set(example, tmp_path, capsys):
+    assert _gen(example, tmp_path / "one.png") == 0
+    assert _gen(example, tmp_path / "strip.png", "--explain", "--animation", str(tmp_path / "strip.gif")) == 0
+    assert "segmentation alone · sketch alone · text alone · [product]" in capsys.readouterr().out
+    one, strip = np.asarray(Image.open(tmp_path / "one.png")), np.asarray(Image.open(tmp_path / "strip.png"))
+    side = one.shape[0]
+    assert strip.shape[1] == 4 * side + 3 * 6 and strip.shape[0] > side
+    inner = slice(4, side - 4)
+    assert (strip[inner, -side:][:, inner] == one[inner, inner]).all()  # the product is the run alone, exactly
+    with Image.open(tmp_path / "strip.gif") as anim:
+        assert anim.n_frames == 9 and anim.size == (strip.shape[1], strip.shape[0])
+    assert _gen(example, tmp_path / "sweep.png", "--sweep", "text", "--values", "0,3") == 0
+    assert "text 0 · [text 2 (as set)] · text 3" in capsys.readouterr().out
+    assert np.asarray(Image.open(tmp_path / "sweep.png")).shape[1] == 3 * side + 2 * 6
+    assert _gen(example, tmp_path / "x.png", "--sweep", "class") == 2
+    assert "sweep: 'class' is not a modality this run has an input for" in capsys.readouterr().err
+    assert _gen(example, tmp_path / "x.png", "--sweep", "text", "--explain") == 2

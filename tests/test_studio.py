@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from helpers import WORLDS, editor, request, rgba, run
+from helpers import WORLDS, editor, request, rgba, run, run_inputs
 from unite_demo import limits, pages, runs, worlds
 from unite_demo.canvas import is_photo, photo_to_sketch, seg_from_editor, sketch_from_editor
 from unite_demo.conditions import ConditionError, sketch_from_image
@@ -309,9 +309,9 @@ def test_serve_setup_takes_the_thread_count_from_the_environment(monkeypatch):
 def test_a_runs_messages_show_the_conditions_at_the_first_step_and_the_end_only(world):
     updates = list(run(text="a face", seed=13, steps=4))
     shown = [u.outputs() for u in updates]
-    assert [len(o) for o in shown] == [5] * len(updates)
+    assert [len(o) for o in shown] == [9] * len(updates)
     assert all(o[0] is not runs.UNCHANGED and o[1] == u.status for o, u in zip(shown, updates))
-    views = [all(v is not runs.UNCHANGED for v in o[2:]) for o in shown]
+    views = [all(v is not runs.UNCHANGED for v in o[2:7]) for o in shown]
     assert views[0] and views[-1] and not any(views[1:-1]) and len(views) > 3 and updates[-1].done
     assert shown[0][4] == updates[0].caption and shown[-1][2] is updates[-1].seg
     tickets = runs.Tickets()
@@ -319,4 +319,17 @@ def test_a_runs_messages_show_the_conditions_at_the_first_step_and_the_end_only(
     next(live)
     tickets.bump("s9")
     last = next(live)
-    assert last.superseded and last.outputs() == (runs.UNCHANGED, last.status, *(runs.UNCHANGED,) * 3)
+    assert last.superseded and last.outputs() == (runs.UNCHANGED, last.status, *(runs.UNCHANGED,) * 7)
+
+
+def test_stop_says_whether_a_run_of_that_session_was_going(world):
+    studio = Studio(WORLDS, runs.ResultCache())
+    assert studio.stop("idle") is False  # an idle page keeps its "done"
+    going = studio.run(run_inputs(text="a face", steps=3, seed=21), session="busy")
+    next(going)
+    assert studio.stop("idle") is False and studio.stop("busy") is True
+    going.close()
+    assert studio.stop("busy") is False
+    for t in threading.enumerate():  # the sampler's thread ends within a step (not at the interpreter's exit)
+        if t.name == "read-ahead":
+            t.join(10)

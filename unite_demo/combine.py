@@ -9,12 +9,12 @@ ways that keep strong guidance from burning the colours; each reduces to the for
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .experts import Expert, eps_to_x0, x0_to_eps
+from .experts import Denoiser, Expert, eps_to_x0, x0_to_eps
 
 
 @dataclass(frozen=True)
@@ -153,64 +153,133 @@ class ProductOfExperts:
         """Experts with r > 0 whose conditions are all present."""
         return [e for e in self.experts if self.reliability[e.name] > 0 and all(k in cond for k in e.reads)]
 
-    def _call(self, denoiser, x_t, alpha_bar, cond):
-        self.calls += 1
-        self.rows += x_t.shape[0]
-        return denoiser(x_t, alpha_bar, cond)
-
-    def _evaluate(self, experts: list[Expert], x_t, alpha_bar, cond):
-        """Null and conditional eps per expert, batching the rows of each shared denoiser."""
-        eps_null, eps_cond = {}, {}
-        groups: dict[int, list[Expert]] = {}
-        for e in experts:
-            groups.setdefault(id(e.denoiser), []).append(e)
+    def plan(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: Mapping[str, torch.Tensor]
+             ) -> tuple[list[NetworkCall], Callable[[Sequence[torch.Tensor]], torch.Tensor]]:
+        """One step as the network calls it needs (rows sharing a denoiser batched in one call: one
+        conditional row per expert and one shared null row; or, unbatched, a null and a conditional
+        call each) and the function that makes eps from their outputs, in the calls' order. A
+        ProductStrip merges the calls of several products into one call per network."""
+        active = self.active(cond)
+        calls: list[NetworkCall] = []
         b = x_t.shape[0]
+        if not active:  # no condition to follow: sample the mixed prior of all experts
+            by_denoiser: dict[int, int] = {}
+            for e in self.experts:
+                if id(e.denoiser) not in by_denoiser:
+                    by_denoiser[id(e.denoiser)] = len(calls)
+                    calls.append(NetworkCall(e.denoiser, x_t, alpha_bar, {}))
+            beta = prior_weights({e.name: 0.0 for e in self.experts}, self.beta)
+
+            def finish_prior(out: Sequence[torch.Tensor]) -> torch.Tensor:
+                return self._clamp(sum(beta[e.name] * out[by_denoiser[id(e.denoiser)]] for e in self.experts),
+                                   x_t, alpha_bar)
+            return calls, finish_prior
+        slots: dict[str, tuple[int, int, int, int]] = {}  # expert -> (cond call, its rows, null call, its rows)
+        groups: dict[int, list[Expert]] = {}
+        for e in active:
+            groups.setdefault(id(e.denoiser), []).append(e)
         for group in groups.values():
             den = group[0].denoiser
             if not self.batched:
-                null = self._call(den, x_t, alpha_bar, {})
+                null = len(calls)
+                calls.append(NetworkCall(den, x_t, alpha_bar, {}))
                 for e in group:
-                    eps_null[e.name] = null
-                    eps_cond[e.name] = self._call(den, x_t, alpha_bar, {k: cond[k] for k in e.reads})
+                    slots[e.name] = (len(calls), 0, null, 0)
+                    calls.append(NetworkCall(den, x_t, alpha_bar, {k: cond[k] for k in e.reads}))
                 continue
             n_rows = len(group) + 1  # one conditional row per expert, then the shared null row
             keys = sorted({k for e in group for k in e.reads})
             rows = {k: torch.cat([cond[k] if k in e.reads else torch.zeros_like(cond[k]) for e in group]
                                  + [torch.zeros_like(cond[k])]) for k in keys}  # (n_rows*B, ...)
-            out = self._call(den, x_t.repeat(n_rows, 1, 1, 1), alpha_bar.repeat(n_rows), rows)  # (n_rows*B, C, H, W)
-            chunks = out.split(b)
-            for e, chunk in zip(group, chunks):
-                eps_cond[e.name] = chunk
-                eps_null[e.name] = chunks[-1]
-        return eps_null, eps_cond
+            for j, e in enumerate(group):
+                slots[e.name] = (len(calls), j, len(calls), len(group))
+            calls.append(NetworkCall(den, x_t.repeat(n_rows, 1, 1, 1), alpha_bar.repeat(n_rows), rows))
+        names = [e.name for e in active]
+        r = {n: self.reliability[n] for n in names}
+        beta = prior_weights(r, self.beta)
 
-    @torch.inference_mode()
-    def __call__(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        active = self.active(cond)
-        if active:
-            eps_null, eps_cond = self._evaluate(active, x_t, alpha_bar, cond)
-            r = {e.name: self.reliability[e.name] for e in active}
-            beta = prior_weights(r, self.beta)
-            names = [e.name for e in active]
-            eps = combine_eps([eps_null[n] for n in names], [eps_cond[n] for n in names],
-                              [r[n] for n in names], [beta[n] for n in names], self.guidance, self.options, x_t,
-                              alpha_bar)
-        else:
-            # No condition to follow: sample the mixed prior of all experts.
-            eps_null = self._evaluate_null(x_t, alpha_bar)
-            beta = prior_weights({e.name: 0.0 for e in self.experts}, self.beta)
-            eps = sum(beta[n] * eps_null[n] for n in eps_null)
+        def finish(out: Sequence[torch.Tensor]) -> torch.Tensor:
+            def chunk(call: int, j: int) -> torch.Tensor:
+                return out[call][j * b:(j + 1) * b]
+            eps_cond = [chunk(*slots[n][:2]) for n in names]
+            eps_null = [chunk(*slots[n][2:]) for n in names]
+            eps = combine_eps(eps_null, eps_cond, [r[n] for n in names], [beta[n] for n in names], self.guidance,
+                              self.options, x_t, alpha_bar)
+            return self._clamp(eps, x_t, alpha_bar)
+        return calls, finish
+
+    def _clamp(self, eps: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
         if self.clamp_x0:
             eps = x0_to_eps(eps_to_x0(eps, x_t, alpha_bar).clamp(-1, 1), x_t, alpha_bar)
         return eps
 
-    def _evaluate_null(self, x_t, alpha_bar) -> dict[str, torch.Tensor]:
-        """Each expert's null eps, one call per distinct denoiser."""
-        eps_null: dict[str, torch.Tensor] = {}
-        by_denoiser: dict[int, torch.Tensor] = {}
-        for e in self.experts:
-            key = id(e.denoiser)
-            if key not in by_denoiser:
-                by_denoiser[key] = self._call(e.denoiser, x_t, alpha_bar, {})
-            eps_null[e.name] = by_denoiser[key]
-        return eps_null
+    def count(self, call: NetworkCall) -> torch.Tensor:
+        """Run one network call, counting it (for benchmarks)."""
+        self.calls += 1
+        self.rows += call.x_t.shape[0]
+        return call.denoiser(call.x_t, call.alpha_bar, call.cond)
+
+    @torch.inference_mode()
+    def __call__(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        calls, finish = self.plan(x_t, alpha_bar, cond)
+        return finish([self.count(c) for c in calls])
+
+
+@dataclass
+class NetworkCall:
+    """One call of one network in a step: its rows of x_t, alpha_bar and conditions."""
+
+    denoiser: Denoiser
+    x_t: torch.Tensor
+    alpha_bar: torch.Tensor
+    cond: Mapping[str, torch.Tensor]
+
+
+def merge_calls(calls: Sequence[NetworkCall]) -> NetworkCall:
+    """Calls of one network -> one call of all their rows; a condition a call lacks is given as null
+    (all-zero) rows, as the denoiser signature reads a missing key."""
+    keys = sorted({k for c in calls for k in c.cond})
+    like = {k: next(c.cond[k] for c in calls if k in c.cond) for k in keys}
+    cond = {k: torch.cat([c.cond[k] if k in c.cond else like[k].new_zeros(c.x_t.shape[0], *like[k].shape[1:])
+                          for c in calls]) for k in keys}
+    return NetworkCall(calls[0].denoiser, torch.cat([c.x_t for c in calls]),
+                       torch.cat([c.alpha_bar for c in calls]), cond)
+
+
+class ProductStrip:
+    """Several products of experts sampled side by side, one image (batch row) each: row b of x_t is
+    denoised by products[b] under conds[b]. Each step makes one call per network for all the rows
+    every product needs of it (the explain view's strips: each expert alone beside the product, or one
+    reliability swept). Same signature as a denoiser; the cond it is called with is ignored, as each
+    row carries its own."""
+
+    def __init__(self, products: Sequence[ProductOfExperts], conds: Sequence[Mapping[str, torch.Tensor]]):
+        if not products or len(products) != len(conds):
+            raise ValueError(f"a strip needs one condition set per product, got {len(products)} and {len(conds)}")
+        self.products, self.conds = list(products), list(conds)
+        self.space = products[0].space
+        self.reads = ()
+        self.calls = 0
+        self.rows = 0
+
+    @torch.inference_mode()
+    def __call__(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: Mapping[str, torch.Tensor] | None = None
+                 ) -> torch.Tensor:
+        if x_t.shape[0] != len(self.products):
+            raise ValueError(f"a strip of {len(self.products)} products denoises as many rows, got {x_t.shape[0]}")
+        plans = [p.plan(x_t[b:b + 1], alpha_bar[b:b + 1], c)
+                 for b, (p, c) in enumerate(zip(self.products, self.conds))]
+        by_network: dict[int, list[tuple[int, int]]] = {}  # network -> (product, its call)
+        for b, (calls, _) in enumerate(plans):
+            for j, call in enumerate(calls):
+                by_network.setdefault(id(call.denoiser), []).append((b, j))
+        outputs = [[None] * len(calls) for calls, _ in plans]
+        for members in by_network.values():
+            calls = [plans[b][0][j] for b, j in members]
+            merged = merge_calls(calls)
+            self.calls += 1
+            self.rows += merged.x_t.shape[0]
+            out = merged.denoiser(merged.x_t, merged.alpha_bar, merged.cond)
+            for (b, j), part in zip(members, out.split([c.x_t.shape[0] for c in calls])):
+                outputs[b][j] = part
+        return torch.cat([finish(out) for (_, finish), out in zip(plans, outputs)])

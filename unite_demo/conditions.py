@@ -4,6 +4,7 @@ the experts read (seg one-hot, sketch strokes, caption embedding)."""
 from __future__ import annotations
 
 import difflib
+import re
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
@@ -13,7 +14,8 @@ import torch
 from PIL import Image
 
 from .faces import NUM_CLASSES, PALETTE, PALETTE_RGB
-from .limits import GUIDANCE, MAX_SIDE, MAX_TEXT_CHARS, RELIABILITY, SEED, STEPS, Range
+from .limits import (GUIDANCE, MAX_SIDE, MAX_SWEEP_VALUES, MAX_TEXT_CHARS, RELIABILITY, SEED, STEPS, SWEEP_VALUES,
+                     VIEWS, Range)
 from .text import encode_captions
 
 
@@ -74,6 +76,12 @@ class ConditionError(ValueError):
     """A user input that cannot be used; the message names the input and what is accepted."""
 
 
+def without_paths(text: str) -> str:
+    """A library's message with every file path shortened to the file's name: a visitor's message never
+    shows where the server keeps its uploads."""
+    return re.sub(r"(?:[A-Za-z]:)?[/\\][^\s'\"]*[/\\]([^\s'\"/\\]+)", r"\1", text)
+
+
 def _open_header(source, what: str) -> Image.Image:
     """Open an image file, reading its header only (the pixels are decoded by .load()). PIL's own
     decompression-bomb warning is left to our size check."""
@@ -84,7 +92,8 @@ def _open_header(source, what: str) -> Image.Image:
     except FileNotFoundError:
         raise ConditionError(f"{what}: file not found: {source}") from None
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ConditionError(f"{what}: cannot read the image ({e}); accepted: PNG, JPEG, WebP, BMP") from None
+        raise ConditionError(f"{what}: cannot read the image ({without_paths(str(e))}); accepted: PNG, JPEG, "
+                             "WebP, BMP") from None
 
 
 def _check_size(img: Image.Image, what: str) -> None:
@@ -123,7 +132,7 @@ def open_image(source, what: str) -> Image.Image:
     try:
         img.load()
     except (OSError, ValueError, SyntaxError) as e:
-        raise ConditionError(f"{what}: the image file is damaged ({e})") from None
+        raise ConditionError(f"{what}: the image file is damaged ({without_paths(str(e))})") from None
     return img
 
 
@@ -293,6 +302,34 @@ def parse_reliability(spec: str, modalities: tuple[str, ...]) -> dict[str, float
             raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
         out[name] = check_range(f"reliability of {name}", value, RELIABILITY)
     return out
+
+
+def check_view(view, sweep, values, present: tuple[str, ...]) -> tuple[str, str | None, tuple[float, ...]]:
+    """What a run shows (limits.VIEWS; None: the product), the modality a reliability strip sweeps
+    (one of the request's `present` modalities) and its values (a list of numbers or '0, 0.5, 1';
+    None or '': limits.SWEEP_VALUES, each within RELIABILITY, MAX_SWEEP_VALUES at most)."""
+    view = "product" if view is None else view
+    if view not in VIEWS:
+        raise ConditionError(f"view: unknown view {view!r}; accepted: {', '.join(VIEWS)}")
+    if view != "sweep":
+        return view, None, ()
+    if sweep not in present:
+        given = ", ".join(present) if present else "none"
+        raise ConditionError(f"sweep: {sweep!r} is not a modality this run has an input for; accepted: {given}")
+    if values is None or (isinstance(values, str) and not values.strip()):
+        values = SWEEP_VALUES
+    elif isinstance(values, str):
+        values = [v for v in (part.strip() for part in values.replace(";", ",").split(",")) if v]
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConditionError(f"sweep values: expected numbers like 0, 0.5, 1, 2, 3, got {values!r}")
+    checked = sorted({check_range("sweep value", v, RELIABILITY) for v in values})
+    if len(checked) > MAX_SWEEP_VALUES - 1:
+        raise ConditionError(f"sweep values: at most {MAX_SWEEP_VALUES - 1} different values, got {len(checked)}")
+    return view, sweep, tuple(checked)
+
+
+MODALITY_NAMES = {"seg": "segmentation", "sketch": "sketch", "text": "text", "class": "class"}  # in words
+REQUEST_FIELDS = {"seg": "seg", "sketch": "sketch", "text": "text", "class": "class_id"}  # Request's field of each
 
 
 @dataclass

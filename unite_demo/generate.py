@@ -5,6 +5,8 @@ sd15-dit world, an ImageNet class).
         --text "a smiling person with red hair" --reliability seg=1,sketch=1,text=1 --seed 0 --out out.png
     python -m unite_demo.generate --world sd15-dit --text "a photo on the beach" --class "golden retriever" \
         --reliability text=1,class=1 --out dog.png      # pretrained weights configured (README)
+    python -m unite_demo.generate --seg ... --sketch ... --text ... --explain --out strip.png --animation strip.gif
+    python -m unite_demo.generate --seg ... --text ... --sweep text --values 0,0.5,1,2,3 --out sweep.png
 
 Any modality may be left out. Bad input exits with status 2 and one line naming the problem.
 """
@@ -19,19 +21,12 @@ from PIL import Image
 
 from . import worlds
 from .conditions import ConditionError, to_uint8
-from .limits import DEFAULTS, GUIDANCE, RELIABILITY, STEPS
+from .limits import DEFAULTS, GUIDANCE, RELIABILITY, STEPS, SWEEP_VALUES
+from .runs import save_frames, shown
+from .strips import make_strip
 from .world import BUILTIN
 
 DISPLAY_SIZE = 256
-
-
-def save_image(x, path: Path, size: int | None = None) -> None:
-    """(1,3,H,W) in [-1,1] -> PNG, upscaled to `size` with bicubic resampling when given."""
-    img = Image.fromarray(to_uint8(x)[0])
-    if size and size != img.width:
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
 
 
 def main(argv=None) -> int:
@@ -58,6 +53,12 @@ def main(argv=None) -> int:
                     f"image (default: as it comes, 128 px for {BUILTIN}; e.g. {DISPLAY_SIZE})")
     ap.add_argument("--out", default="out.png")
     ap.add_argument("--frames", help="folder for one x0 preview PNG per step")
+    ap.add_argument("--explain", action="store_true", help="write the strip of each expert alone beside their "
+                    "product, all from the same noise, labelled")
+    ap.add_argument("--sweep", metavar="MODALITY", help="write the strip of MODALITY's reliability at each of "
+                    "--values and as set (the others as set), all from the same noise")
+    ap.add_argument("--values", help=f"the sweep's reliabilities (default {','.join(f'{v:g}' for v in SWEEP_VALUES)})")
+    ap.add_argument("--animation", help="also write the steps as an animated GIF (or WebP, by its suffix)")
     args = ap.parse_args(argv)
     try:
         sampling = {}  # steps and guidance not given: the world's own defaults
@@ -70,23 +71,40 @@ def main(argv=None) -> int:
         req = world.request(seg=args.seg, sketch=args.sketch, text=args.text, class_id=args.class_name,
                             reliability=args.reliability, seed=seed, sampler=args.sampler,
                             superres=not args.no_superres, **sampling)
+        if args.explain and args.sweep:
+            raise ConditionError("--explain and --sweep: choose one strip")
+        view = "experts" if args.explain else "sweep" if args.sweep else "product"
+        strip = make_strip(req, view, args.sweep, args.values)
     except (ConditionError, ValueError, FileNotFoundError) as e:  # sd15.WeightsMissing is a FileNotFoundError
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
-    for note in req.notes:
+    for note in (*req.notes, *strip.notes):
         print(f"note: {note}", file=sys.stderr)
     frames_dir = Path(args.frames) if args.frames else None
+    steps = []
     try:
-        for frame in world.generate(req):
+        for frame in world.generate_strip(strip.requests):
+            images = to_uint8(frame.image)
+            steps.append(images)
+            size = args.size or images.shape[1]
             if frame.done:
-                save_image(frame.image, Path(args.out), args.size)
+                save_shown(shown(images, strip, size), Path(args.out))
             elif frames_dir:
-                save_image(frame.image, frames_dir / f"step_{frame.step:03d}.png", args.size)
+                save_shown(shown(images, strip, size), frames_dir / f"step_{frame.step:03d}.png")
     except FloatingPointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}" + (f" ({strip.caption()})" if len(strip.requests) > 1 else ""))
+    if args.animation:
+        side = args.size or steps[-1].shape[1]
+        save_frames([shown(images, strip, side) for images in steps], Path(args.animation))
+        print(f"wrote {args.animation}")
     return 0
+
+
+def save_shown(img: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
 
 
 def _one_line(e: Exception) -> str:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .canvas import seg_from_editor, sketch_from_editor
-from .conditions import ConditionError, Request, check_range
+from .conditions import REQUEST_FIELDS, ConditionError, Request, check_range
 from .limits import DEFAULTS, RELIABILITY
+from .strips import Strip, make_strip
 from .world import BUILTIN, World
 
 MODALITIES = ("seg", "sketch", "text", "class")  # every modality a world may have, in the page's order
@@ -38,6 +39,9 @@ class RunInputs:
     sampler: Any = DEFAULTS["sampler"]
     world: Any = BUILTIN
     superres: Any = True  # the final image sharpened by the world's final-image stage (None: on)
+    view: Any = "product"  # limits.VIEWS: the product, each expert alone beside it, or a reliability strip
+    sweep: Any = None  # the modality a reliability strip sweeps
+    sweep_values: Any = None  # its values (None: limits.SWEEP_VALUES)
 
     def card(self, modality: str) -> Card:
         return self.cards.get(modality, Card())
@@ -78,7 +82,6 @@ def _class(card: Card, world: World):
 
 
 READERS = {"seg": _seg, "sketch": _sketch, "text": _text, "class": _class}  # card -> (value for World.request, note)
-REQUEST_FIELDS = {"seg": "seg", "sketch": "sketch", "text": "text", "class": "class_id"}
 
 
 def build_request(world: World, inputs: RunInputs) -> Request:
@@ -104,3 +107,9 @@ def build_request(world: World, inputs: RunInputs) -> Request:
                         superres=inputs.superres, **sampling)
     req.notes = tuple(dict.fromkeys([*notes, *req.notes]))
     return req
+
+
+def build_strip(world: World, inputs: RunInputs) -> Strip:
+    """The run's inputs -> the runs its view shows side by side (strips.make_strip), the run as set
+    marked; ConditionError on bad input."""
+    return make_strip(build_request(world, inputs), inputs.view, inputs.sweep, inputs.sweep_values)

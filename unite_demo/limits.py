@@ -26,6 +26,12 @@ MAX_TEXT_CHARS = 1000  # a caption, after control characters and extra spaces ar
 MAX_SIDE = 4096  # an image's larger side; larger images are refused from their header, before decoding
 MAX_UPLOAD = "10mb"  # the server refuses larger uploads (HTTP 413) before anything reads them
 
+# What a run shows: the product alone; each active expert alone beside the product; or one modality's
+# reliability swept over SWEEP_VALUES (the others as set), all from the same noise.
+VIEWS = ("product", "experts", "sweep")
+SWEEP_VALUES = (0.0, 0.5, 1.0, 2.0, 3.0)
+MAX_SWEEP_VALUES = 8  # a reliability strip's images at most (the value as set included)
+
 CANVAS = 256  # side of the sketch canvas and the segmentation painter, in canvas pixels
 RESULT_SIZE = 256  # the final result, upscaled bicubic from the world's image
 PREVIEW_SIZE = 128  # the previews on the way: a quarter of the pixels, so each one encodes and travels fast

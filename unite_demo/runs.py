@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import queue
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -16,12 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .conditions import Request
+from .conditions import MODALITY_NAMES, Request
 from .faces import FACES_PALETTE
-from .limits import CONDITION_SIZE, RESULT_SIZE
+from .limits import CONDITION_SIZE, PREVIEW_SIZE, RESULT_SIZE
+from .strips import Strip, strip_image
 from .world import World
-
-MODALITY_NAMES = {"seg": "segmentation", "sketch": "sketch", "text": "text", "class": "class"}
 
 
 def request_key(world_name: str, req: Request) -> str:
@@ -35,12 +37,23 @@ def request_key(world_name: str, req: Request) -> str:
     return h.hexdigest()
 
 
-class ResultCache:
-    """Least-recently-used cache of finished runs: key -> frames ((H,W,3) uint8, the last is final)."""
+def strip_key(world_name: str, strip: Strip) -> str:
+    """A digest of everything that determines a strip's frames (a product-only strip: its request's key)."""
+    if len(strip.requests) == 1:
+        return request_key(world_name, strip.request)
+    parts = [request_key(world_name, r) for r in strip.requests] + [repr((strip.labels, strip.marked))]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
-    def __init__(self, max_items: int = 256):
-        self.max_items = max_items
+
+class ResultCache:
+    """Least-recently-used cache of finished runs: key -> frames ((B,H,W,3) uint8 per step, the last is
+    final; B images side by side in a strip). Bounded in runs and in bytes (a strip of four 128 px
+    finals is 16 times a run's)."""
+
+    def __init__(self, max_items: int = 256, max_bytes: int = 32 << 20):
+        self.max_items, self.max_bytes = max_items, max_bytes
         self._items: OrderedDict[str, tuple[np.ndarray, ...]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: str) -> tuple[np.ndarray, ...] | None:
@@ -51,18 +64,64 @@ class ResultCache:
             return frames
 
     def put(self, key: str, frames) -> None:
+        frames = tuple(frames)
         with self._lock:
-            self._items[key] = tuple(frames)
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
+            old = self._items.pop(key, None)
+            self._bytes -= _size(old) if old is not None else 0
+            self._items[key] = frames
+            self._bytes += _size(frames)
+            while len(self._items) > 1 and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
+                self._bytes -= _size(self._items.popitem(last=False)[1])
 
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._bytes = 0
+
+
+def _size(frames: tuple[np.ndarray, ...]) -> int:
+    return sum(f.nbytes for f in frames)
+
+
+class SavedRuns:
+    """The files a finished run is saved as for slides, in a folder of its own: its final image (the
+    strip, or the product alone) as PNG and its steps as an animated GIF. The `keep` newest runs' files
+    are kept, older ones deleted."""
+
+    def __init__(self, folder: Path | None = None, keep: int = 64):
+        self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="unite-saved-"))
+        self.keep = keep
+        self._lock = threading.Lock()
+
+    def save(self, key: str, frames: tuple[np.ndarray, ...], strip: Strip) -> tuple[str, str]:
+        """(png, gif) paths of this run's files, written unless they are there already."""
+        name = "strip" if len(strip.requests) > 1 else "result"
+        folder = self.folder / key[:20]
+        png, gif = folder / f"{name}.png", folder / f"{name}-steps.gif"
+        with self._lock:
+            if not (png.is_file() and gif.is_file()):
+                folder.mkdir(parents=True, exist_ok=True)
+                shown(frames[-1], strip, RESULT_SIZE).save(png)
+                save_frames([shown(f, strip, PREVIEW_SIZE) for f in frames], gif)
+            os.utime(folder)
+            runs = sorted((p for p in self.folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+            for old in runs[:-self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        return str(png), str(gif)
+
+
+def shown(images: np.ndarray, strip: Strip, size: int) -> Image.Image:
+    """One step's (B,H,W,3) images as shown: the labelled strip of B > 1, the image alone of B = 1."""
+    if len(images) == 1:
+        return frame_image(images[0], size)
+    return strip_image(images, strip.labels, strip.marked, size)
 
 
 class Tickets:
@@ -144,15 +203,21 @@ class Update:
     cached: bool = False
     superseded: bool = False
     notes: tuple[str, ...] = field(default=())
+    strip: Image.Image | None = None  # the strip of the explain view (None: the product view)
+    strip_caption: str = ""  # its labels in words
+    files: tuple[str, str] | None = None  # with the final image: the run saved for slides (PNG, GIF)
 
     def outputs(self) -> tuple:
-        """(result, progress line, seg view, sketch view, caption view) as this message shows them:
-        the conditions once at the first step and again with the final image; a run superseded by
-        a newer live run changes only the progress line (UNCHANGED for the others)."""
+        """(result, progress line, seg view, sketch view, caption view, strip, strip caption, PNG file,
+        GIF file) as this message shows them: the conditions and the strip's caption once at the first
+        step and again with the final image, the files with the final image; a run superseded by a
+        newer live run changes only the progress line (UNCHANGED for the others)."""
         if self.superseded:
-            return UNCHANGED, self.status, UNCHANGED, UNCHANGED, UNCHANGED
-        views = (self.seg, self.sketch, self.caption) if self.step == 1 or self.done else (UNCHANGED,) * 3
-        return self.image, self.status, *views
+            return UNCHANGED, self.status, *(UNCHANGED,) * 7
+        again = self.step == 1 or self.done
+        views = (self.seg, self.sketch, self.caption, self.strip_caption) if again else (UNCHANGED,) * 4
+        strip = self.strip if self.strip is not None or again else UNCHANGED  # None clears an earlier strip
+        return self.image, self.status, *views[:3], strip, views[3], *(self.files or (UNCHANGED, UNCHANGED))
 
 
 def status_line(step: int, total: int, notes: tuple[str, ...], tail: str = "") -> str:
@@ -213,8 +278,12 @@ def save_frames(frames: list[Image.Image], path: Path, duration_ms: int = 120, h
     """Preview frames -> an animated GIF or WebP (by suffix) that holds the final image a while."""
     path.parent.mkdir(parents=True, exist_ok=True)
     durations = [duration_ms] * (len(frames) - 1) + [hold_ms]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0,
-                   **({"lossless": True} if path.suffix.lower() == ".webp" else {"optimize": False}))
+    if path.suffix.lower() == ".webp":
+        options = {"lossless": True}
+    else:  # GIF: quantised here, by fast octree (median cut, PIL's default, took 1.7 s for a strip; this 0.03 s)
+        frames = [f.convert("RGB").quantize(255, method=Image.Quantize.FASTOCTREE) for f in frames]
+        options = {"optimize": False}
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, **options)
     return path
 
 

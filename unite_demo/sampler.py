@@ -51,22 +51,26 @@ def sample(denoiser: Denoiser, cond: Mapping[str, torch.Tensor], shape: tuple[in
            sampler: str = "dpmpp", generator: torch.Generator, num_train_timesteps: int = 1000,
            beta_schedule: str = "squaredcos_cap_v2", beta_start: float = 0.0001, beta_end: float = 0.02,
            device: torch.device | str | None = None, preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
-           final: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[Frame]:
+           final: Callable[[torch.Tensor], torch.Tensor] | None = None, copies: int = 1) -> Iterator[Frame]:
     """Yield a Frame with the x0 preview after each of the `steps` steps, then the final sample
     (done=True).
     Deterministic for a given generator state. device: where x_t lives (the noise is drawn on the
     CPU, so a seed gives the same start everywhere). preview / final: x0 / the last x_t -> the
-    image shown; default clamp to [-1, 1] (pixel worlds), a latent world decodes here."""
+    image shown; default clamp to [-1, 1] (pixel worlds), a latent world decodes here. copies: the
+    starting noise, drawn at `shape`, repeated this many times along the batch (a strip: every image
+    from the same noise as the run alone)."""
     check_steps(steps)
     sched = make_sampler(sampler, num_train_timesteps, beta_schedule, beta_start, beta_end)
     sched.set_timesteps(steps)
     alphas_cumprod = sched.alphas_cumprod
     x = torch.randn(shape, generator=generator)
+    if copies > 1:
+        x = x.repeat(copies, *([1] * (len(shape) - 1)))
     if device is not None:
         x = x.to(device)
     timesteps = list(sched.timesteps)
     for k, t in enumerate(timesteps, start=1):
-        alpha_bar = alphas_cumprod[int(t)].float().expand(shape[0]).to(x.device)  # (B,)
+        alpha_bar = alphas_cumprod[int(t)].float().expand(x.shape[0]).to(x.device)  # (B,)
         eps = denoiser(x, alpha_bar, cond)
         if not torch.isfinite(eps).all():
             raise FloatingPointError(f"the model produced non-finite values at step {k} of {len(timesteps)}")

@@ -16,11 +16,11 @@ from PIL import Image
 from . import worlds
 from .canvas import sketch_from_editor
 from .conditions import ConditionError, sketch_from_image, to_uint8
-from .inputs import RunInputs, build_request
+from .inputs import RunInputs, build_strip
 from .limits import CONDITION_SIZE, PREVIEW_SIZE, RESULT_SIZE
 from .pages import WorldPage, world_page
-from .runs import (ResultCache, Tickets, Update, conditions_view, frame_image, read_ahead, release_memory,
-                   request_key, status_line)
+from .runs import (ResultCache, SavedRuns, Tickets, Update, conditions_view, frame_image, read_ahead,
+                   release_memory, shown, status_line, strip_key)
 from .world import BUILTIN, World
 
 
@@ -71,12 +71,15 @@ class LoadedWorlds:
 
 
 class Studio:
-    """The page's worlds, result cache, tickets and threads, and its runs."""
+    """The page's worlds, result cache, saved runs, tickets and threads, and its runs."""
 
     def __init__(self, loaded: LoadedWorlds | None = None, cache: ResultCache | None = None,
-                 tickets: Tickets | None = None, threads: int | None = None):
+                 tickets: Tickets | None = None, threads: int | None = None, saved: SavedRuns | None = None):
         self.worlds = loaded if loaded is not None else LoadedWorlds()
         self.cache = cache if cache is not None else ResultCache()
+        self.saved = saved if saved is not None else SavedRuns()
+        self._running: dict[str | None, int] = {}  # session -> its runs going now
+        self._running_lock = threading.Lock()
         self.tickets = tickets if tickets is not None else Tickets()
         self.threads = threads or torch_threads()
 
@@ -104,20 +107,34 @@ class Studio:
         img = Image.fromarray(binary).resize((CONDITION_SIZE, CONDITION_SIZE), Image.Resampling.NEAREST)
         return np.asarray(img.convert("RGB")), s.note
 
-    def stop(self, session: str) -> None:
-        """The run of this session still going (if any) stops within one step (live mode, Stop)."""
+    def stop(self, session: str) -> bool:
+        """The run of this session still going (if any) stops within one step (live mode, Stop); whether
+        one was going."""
         self.tickets.bump(session)
+        with self._running_lock:
+            return self._running.get(session, 0) > 0
+
+    def _count_running(self, session: str | None, change: int) -> None:
+        with self._running_lock:
+            n = self._running.get(session, 0) + change
+            if n > 0:
+                self._running[session] = n
+            else:
+                self._running.pop(session, None)
 
     def run(self, inputs: RunInputs, *, live: bool = False, session: str | None = None) -> Iterator[Update]:
-        """One run: an Update after every denoising step, then the final image (done=True). A repeated
+        """One run: an Update after every denoising step, then the final image (done=True) with the files
+        it is saved as for slides (Update.files). A repeated
         request replays its cached frames at once. With a session, every run takes a new ticket, and a
         live run stops within one step once a newer ticket is issued for its session (a newer change,
         Run, Stop). Raises ConditionError on bad input. However it ends (finished, failed, closed by
         Stop or a client gone), the sampler thread stops and the run's memory goes back."""
         updates = self._updates(inputs, live, session)
+        self._count_running(session, +1)
         try:
             yield from updates
         finally:
+            self._count_running(session, -1)
             updates.close()
             release_memory()
 
@@ -128,33 +145,44 @@ class Studio:
             return live and ticket is not None and self.tickets.current(session) != ticket
 
         world = self.world(inputs.world)
-        req = build_request(world, inputs)
+        strip = build_strip(world, inputs)
+        req = strip.request
+        notes = tuple(dict.fromkeys([*req.notes, *strip.notes]))
         views = conditions_view(req, world.read_caption(req.text), world=world)
-        key = request_key(world.name, req)
-        frames = self.cache.get(key)
+        caption = strip.caption() if len(strip.requests) > 1 else ""
+        key = strip_key(world.name, strip)
         n = req.steps
+
+        def update(step: int, images: np.ndarray, tail: str = "", **flags) -> Update:
+            size = RESULT_SIZE if flags.get("done") else PREVIEW_SIZE
+            return Update(step, n, frame_image(images[strip.marked], size), status_line(step, n, notes, tail), *views,
+                          notes=notes, strip=shown(images, strip, size) if len(images) > 1 else None,
+                          strip_caption=caption, **flags)
+
+        frames = self.cache.get(key)
         if frames is not None:
-            for k, frame in enumerate(frames[:-1], start=1):
-                yield Update(k, n, frame_image(frame, PREVIEW_SIZE), status_line(k, n, req.notes), *views,
-                             notes=req.notes, cached=True)
-            yield Update(n, n, frame_image(frames[-1]), status_line(n, n, req.notes, "done (cached)"), *views,
-                         done=True, cached=True, notes=req.notes)
+            for k, images in enumerate(frames[:-1], start=1):
+                yield update(k, images, cached=True)
+            yield update(n, frames[-1], "done (cached)", done=True, cached=True,
+                         files=self.saved.save(key, frames, strip))
             return
 
-        def rendered():  # runs in the read-ahead thread: sampling and the preview's upscale
-            for f in world.generate(req):
-                frame = to_uint8(f.image)[0]
-                yield f, frame, frame_image(frame, RESULT_SIZE if f.done else PREVIEW_SIZE)
+        def rendered():  # runs in the read-ahead thread: sampling, the strip, the upscale and, at the end, the files
+            steps = []
+            for f in world.generate_strip(strip.requests):
+                steps.append(to_uint8(f.image))
+                files = self.saved.save(key, tuple(steps), strip) if f.done else None
+                yield f, steps[-1], update(f.step, steps[-1], done=f.done, files=files)
 
         kept = []
         start = time.perf_counter()
-        for f, frame, image in read_ahead(rendered(), stop=superseded):
+        for f, images, shown_update in read_ahead(rendered(), stop=superseded):
             if superseded():
                 yield Update(f.step, n, None, f"stopped at step {f.step} / {n}", *views, superseded=True,
-                             notes=req.notes)
+                             notes=notes)
                 return
-            kept.append(frame)
-            tail = f"done in {time.perf_counter() - start:.2f} s" if f.done else ""
-            yield Update(f.step, n, image, status_line(f.step, n, req.notes, tail), *views, done=f.done,
-                         notes=req.notes)
+            kept.append(images)
+            if f.done:
+                shown_update.status = status_line(f.step, n, notes, f"done in {time.perf_counter() - start:.2f} s")
+            yield shown_update
         self.cache.put(key, kept)

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .combine import PLAIN, REMEDIES, GuidanceOptions, ProductOfExperts
+from .combine import PLAIN, REMEDIES, GuidanceOptions, ProductOfExperts, ProductStrip
 from .conditions import Request, make_request
 from .experts import Expert, FaceDenoiser
 from .faces import FACES_PALETTE
@@ -101,16 +101,43 @@ class World:
     def generate(self, req: Request, batched: bool = True) -> Iterator[Frame]:
         """Frames of one run: an x0 preview per step, then the final image (batch 1), through the
         world's final-image stage when it has one and the request wants it."""
-        gen = torch.Generator().manual_seed(req.seed)
-        shape = (1, 3, self.image_size, self.image_size)
-        cond = {k: v.to(self.device) for k, v in req.tensors().items()}
-        for frame in sample(self.mixture(req, batched), cond, shape, steps=req.steps, sampler=req.sampler,
-                            generator=gen, num_train_timesteps=self.num_train_timesteps,
-                            beta_schedule=self.beta_schedule, device=self.device):
-            if frame.done and req.superres and self.final_stage is not None:
-                with torch.inference_mode():
-                    frame = replace(frame, image=self.final_stage(frame.image))
+        return self.generate_strip([req], batched)
+
+    def generate_strip(self, reqs: Sequence[Request], batched: bool = True) -> Iterator[Frame]:
+        """Frames of several runs side by side, one batch row per request, every row from the same
+        starting noise (the explain view's strips): row b equals the run of reqs[b] alone. The requests
+        may differ in conditions, reliabilities and guidance, not in seed, steps, sampler or superres."""
+        if not self.experts:
+            raise RuntimeError(f"the {self.name} world was unloaded; load it again")
+        first = reqs[0]
+        shared = ("seed", "steps", "sampler", "superres")
+        differ = [k for k in shared if any(getattr(r, k) != getattr(first, k) for r in reqs)]
+        if differ:
+            raise ValueError(f"the runs of a strip must share {', '.join(shared)}; they differ in {differ}")
+        mixtures = [self.mixture(r, batched) for r in reqs]
+        denoiser = mixtures[0] if len(reqs) == 1 else ProductStrip(mixtures, [self.conditions(r) for r in reqs])
+        cond = self.conditions(first) if len(reqs) == 1 else {}
+        gen = torch.Generator().manual_seed(first.seed)
+        for frame in sample(denoiser, cond, (1, *self.sample_shape), steps=first.steps, sampler=first.sampler,
+                            generator=gen, copies=len(reqs), device=self.device, **self.schedule()):
+            if frame.done and first.superres and self.final_stage is not None:
+                with torch.inference_mode():  # one image at a time: its uint8 filters would turn the float
+                    # differences of another batch size into a level or two at a few pixels
+                    frame = replace(frame, image=torch.cat([self.final_stage(x[None]) for x in frame.image]))
             yield frame
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One x_t's shape: (C, H, W)."""
+        return 3, self.image_size, self.image_size
+
+    def conditions(self, req: Request) -> dict[str, torch.Tensor]:
+        """The request's conditions as the experts read them, batch 1, on the world's device."""
+        return {k: v.to(self.device) for k, v in req.tensors().items()}
+
+    def schedule(self) -> dict:
+        """sample()'s noise schedule and image-making arguments for this world."""
+        return {"num_train_timesteps": self.num_train_timesteps, "beta_schedule": self.beta_schedule}
 
 
 def faces_device() -> torch.device:

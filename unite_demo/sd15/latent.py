@@ -4,7 +4,6 @@ them, previews through a latent -> RGB projection, the full VAE for the final im
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,6 @@ from ..conditions import Request
 from ..experts import Expert
 from ..labels import ADE20K_NAMES, ADE20K_RGB
 from ..limits import SD_DEFAULTS
-from ..sampler import Frame, sample
 from ..world import World
 
 SPATIAL = ("sketch", "seg")  # the ControlNet experts, in the order of their networks
@@ -111,17 +109,16 @@ class LatentWorld(World):
             experts = [Expert(e.name, e.denoiser, (*e.reads, "text")) if e.name in SPATIAL else e for e in experts]
         return ProductOfExperts(experts, req.reliability, req.guidance, batched=batched)
 
-    def generate(self, req: Request, batched: bool = True) -> Iterator[Frame]:
-        """Frames of one run: a cheap x0 preview per step, then the VAE-decoded image (batch 1)."""
-        if not self.experts:
-            raise RuntimeError(f"the {self.name} world was unloaded; load it again")
-        gen = torch.Generator().manual_seed(req.seed)
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
         side = self.image_size // self.vae_factor
-        shape = (1, self.vae.config.latent_channels, side, side)
-        yield from sample(self.mixture(req, batched), self.conditions(req), shape, steps=req.steps,
-                          sampler=req.sampler, generator=gen, num_train_timesteps=self.num_train_timesteps,
-                          beta_schedule=self.beta_schedule, beta_start=self.beta_start, beta_end=self.beta_end,
-                          device=self.device, preview=self.decode_preview, final=self.decode_final)
+        return self.vae.config.latent_channels, side, side
+
+    def schedule(self) -> dict:
+        """SD's scaled-linear schedule; a cheap x0 preview per step, the VAE-decoded image at the end."""
+        return {"num_train_timesteps": self.num_train_timesteps, "beta_schedule": self.beta_schedule,
+                "beta_start": self.beta_start, "beta_end": self.beta_end, "preview": self.decode_preview,
+                "final": self.decode_final}
 
     @property
     def vae_factor(self) -> int:
