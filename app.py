@@ -14,7 +14,7 @@ import gradio as gr  # noqa: E402
 
 from gradio_adapters import (BRUSH_JS, LIVE_JS, SEND_JS, SHOW_JS, ResultImage, SentDropdown, SentNumber,  # noqa: E402
                              SentRadio, SentSlider, SentTextbox, StreamedOutputs, canvas_twin, guard_file_moves,
-                             import_matplotlib_now, launch_options, live_mode_js, on_spaces_gpu)
+                             import_matplotlib_now, launch_options, on_spaces_gpu, page_js, stroke_size)
 from unite_demo.conditions import MODALITY_NAMES, ConditionError  # noqa: E402
 from unite_demo.examples import load_examples  # noqa: E402
 from unite_demo.inputs import Card, RunInputs  # noqa: E402
@@ -31,11 +31,15 @@ STUDIO.world(BUILTIN)  # experts loaded once and warmed up before the first visi
 EXAMPLE = example_inputs(0)  # the page's defaults form a complete example
 guard_file_moves()
 import_matplotlib_now()
-PAGE_JS = live_mode_js(debounce_s=0.35)  # live mode: a run starts this long after the last change
+PAGE_JS = page_js(debounce_s=0.35)  # live mode: a run starts this long after the last change
 
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+PAINT_WIDTH, SKETCH_WIDTH = 16, 8  # the bands the painter's and the sketch's brushes paint, in canvas pixels
 CSS = """
 #result img, #cond-seg img, #cond-sketch img { image-rendering: auto; }
+#result img { width: 100%; height: 100%; object-fit: contain; }
+#strip img { width: 100%; height: auto; object-fit: contain; }
+.card-header label, .card-header [data-testid=block-info] { white-space: nowrap; }
 #progress { min-height: 3em; font-family: ui-monospace, monospace; }
 .palette-legend { font-size: 0.9em; max-height: 9em; overflow-y: auto; }
 """
@@ -139,7 +143,7 @@ def blank_map(name):
 
 
 def painter_brush(colours, default):
-    return gr.Brush(colors=colours, default_color=default, color_mode="fixed", default_size=16)
+    return gr.Brush(colors=colours, default_color=default, color_mode="fixed", default_size=stroke_size(PAINT_WIDTH))
 
 
 def slider(limit, value, label, **kwargs):
@@ -147,15 +151,15 @@ def slider(limit, value, label, **kwargs):
 
 
 def card_header(name, value):
-    with gr.Row(equal_height=True):
-        on = gr.Checkbox(value=True, label=f"{name} on", scale=1, min_width=90, elem_id=f"{name}-on")
-        rel = slider(RELIABILITY, value, f"{name} reliability", scale=3, elem_id=f"{name}-reliability")
+    with gr.Row(equal_height=True, elem_classes=["card-header"]):
+        on = gr.Checkbox(value=True, label=f"{name} on", scale=1, min_width=100, elem_id=f"{name}-on")
+        rel = slider(RELIABILITY, value, "reliability", scale=3, elem_id=f"{name}-reliability")
     return on, rel
 
 
 def canvas(component, value, label, brush, eraser_size, elem_id):
     return component(value=value, label=label, type="numpy", image_mode="RGBA", format="png",
-                     sources=("upload", "clipboard"), brush=brush, eraser=gr.Eraser(default_size=eraser_size),
+                     sources=("upload", "clipboard"), brush=brush, eraser=gr.Eraser(default_size=stroke_size(eraser_size)),
                      canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False, transforms=(), interactive=True,
                      elem_id=elem_id)
 
@@ -175,7 +179,8 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
                 with gr.Column(variant="panel", min_width=280) as sketch_card:
                     sketch_on, r_sketch = card_header("sketch", EXAMPLE.reliability["sketch"])
                     sketch = canvas(gr.Sketchpad, EXAMPLE.sketch, "Sketch",
-                                    gr.Brush(colors=["#000000"], color_mode="fixed", default_size=8), 12, "sketch-canvas")
+                                    gr.Brush(colors=["#000000"], color_mode="fixed",
+                                             default_size=stroke_size(SKETCH_WIDTH)), 12, "sketch-canvas")
                     derived = condition_view("sketch derived from the photo (OpenCV Canny), as the expert gets it",
                                              "sketch-derived", visible=False, height=140)
                 with gr.Column(variant="panel", min_width=280) as seg_card:

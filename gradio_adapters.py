@@ -217,10 +217,20 @@ SHOW_JS = "(...values) => { window.__uniteLiveKick?.(); return values; }"  # twi
 BRUSH_JS = "(brush) => ({__type__: 'update', brush})"  # a world's painter palette (from a gr.JSON twin) -> the painter
 
 
-def live_mode_js(debounce_s: float) -> str:
-    """The page's script for live mode: a change waits debounce_s for the next one, then presses the hidden
-    live button (LIVE_JS kicks it). The canvases meet no server event (TWINS), so they say they changed by
-    a pointer released over them."""
+# gradio 6.31.0's image editor keeps its colour pop-up open over the canvas after a colour is picked; it
+# closes on a mousedown outside it (its click_outside action). The page's script sends one after a pick.
+COLOUR_PICKED_JS = """
+  document.addEventListener('click', (e) => {
+    if (e.target instanceof Element && e.target.closest('#seg-painter button.color, #sketch-canvas button.color'))
+      setTimeout(() => document.body.dispatchEvent(new MouseEvent('mousedown', {bubbles: true})), 0);
+  }, true);"""
+
+
+def page_js(debounce_s: float) -> str:
+    """The page's script. Live mode: a change waits debounce_s for the next one, then presses the hidden
+    live button (LIVE_JS kicks it); the canvases meet no server event (TWINS), so they say they changed
+    by a pointer released over them. And the painter's colour pop-up closes once a colour is picked
+    (COLOUR_PICKED_JS)."""
     return f"""() => {{
   window.__uniteLiveKick = () => {{
     const live = document.querySelector('#live input');
@@ -230,8 +240,15 @@ def live_mode_js(debounce_s: float) -> str:
   }};
   document.addEventListener('pointerup', (e) => {{
     if (e.target instanceof Element && e.target.closest('#seg-painter, #sketch-canvas')) window.__uniteLiveKick();
-  }}, true);
+  }}, true);{COLOUR_PICKED_JS}
 }}"""
+
+
+# gradio 6.31.0's brush and eraser size is the radius of the disc they stamp along a stroke (the image
+# editor's render_segment_to_graphics: circle(x, y, size)): a size of 16 paints a band 32 px wide.
+def stroke_size(width: int) -> int:
+    """The brush or eraser size that paints a band `width` canvas pixels wide."""
+    return max(1, round(width / 2))
 
 
 LIVE_JS = "() => { window.__uniteLiveKick?.(); return []; }"

@@ -226,3 +226,40 @@ def test_the_explain_view_streams_strips_then_each_expert_alone_beside_the_produ
         page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
     finally:
         page.close()
+
+
+def test_notes_sit_on_lines_of_their_own_and_stop_on_an_idle_page_keeps_done(studio_page):
+    sp = studio_page
+    sp.page.locator("#sketch-on input").uncheck()
+    sp.set_number("steps", 3)
+    sp.run_and_time()
+    lines = sp.progress().splitlines()
+    assert "done" in lines[0] and "note" not in lines[0], lines  # "done in 0.4 s" and the note apart
+    assert any(line.startswith("note: sketch is switched off") for line in lines[1:]), lines
+    sp.page.locator("#stop").click()  # nothing is running: the page keeps saying what it did
+    sp.page.wait_for_timeout(1000)
+    assert "done" in sp.progress() and "stopped" not in sp.progress()
+
+
+def test_the_page_holds_still_bands_are_their_size_the_colour_pop_up_closes_and_the_cards_align(studio_page):
+    sp = studio_page
+    boxes = [sp.page.locator(sel).bounding_box() for sel in ("#sketch-canvas", "#seg-painter")]
+    assert abs(boxes[0]["y"] - boxes[1]["y"]) <= 2, boxes  # the cards' headers do not wrap
+    sp.page.get_by_role("button", name="Start from a blank map").click()
+    sp.page.wait_for_timeout(500)
+    sp.pick_colour(GLASSES)
+    sp.page.wait_for_timeout(300)
+    assert not sp.page.locator("#seg-painter button.color").first.is_visible()  # the pop-up closed, over nothing
+    sp.stroke("#seg-painter", [(0.2, 0.5), (0.8, 0.5)])
+    sp.set_number("steps", 30)
+    sp.run()
+    sp.page.wait_for_function("() => /step [3-9] \\/ 30/.test(document.querySelector('#progress').innerText)",
+                              timeout=60_000)
+    preview_box = sp.page.locator("#result img").bounding_box()
+    sp.wait_done()
+    final_box = sp.page.locator("#result img").bounding_box()
+    assert preview_box == final_box  # previews show as large as the final image: nothing jumps at the end
+    received = seg_from_image(shown_image(sp.page, "cond-seg"), 32)
+    rows = np.nonzero((received[:, 10:22] == 6).any(1))[0]  # the map rows the glasses band covers
+    print("painted band: map rows", rows.tolist())
+    assert 1 <= len(rows) <= 3, rows  # 16 canvas px = 2 of the map's 8-px rows (it was 4: a 32 px band)

@@ -204,3 +204,21 @@ def test_streamed_outputs_send_an_unchanged_output_again_and_skip_only_for_anoth
     assert skipped[1] == "stopped" and all(gr_skip == gr.skip() for gr_skip in (skipped[0], skipped[2]))
     fresh = gradio_adapters.StreamedOutputs(unchanged)
     assert fresh((unchanged, "step 1"))[0] == gr.skip()  # nothing sent yet to repeat
+
+
+def gradio_frontend() -> str:
+    """gradio's built page scripts, as shipped in the installed package."""
+    assets = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
+    return "\n".join(p.read_text(errors="replace") for p in assets.glob("Index-*.js"))
+
+
+def test_gradio_stamps_brush_strokes_with_discs_whose_radius_is_the_size():  # -> stroke_size
+    js = gradio_frontend()
+    assert "circle(t.from_x,t.from_y,t.size)" in js  # a stroke's segment: discs of radius size along it
+    assert gradio_adapters.stroke_size(16) == 8 and gradio_adapters.stroke_size(1) == 1
+
+
+def test_gradio_closes_the_colour_pop_up_only_on_a_mousedown_outside_it():  # -> COLOUR_PICKED_JS
+    js = gradio_frontend()
+    assert "e&&!e.contains(n.target)&&!n.defaultPrevented&&t(n)};return document.addEventListener(`mousedown`" in js
+    assert "'mousedown'" in gradio_adapters.COLOUR_PICKED_JS and "button.color" in gradio_adapters.COLOUR_PICKED_JS

@@ -173,9 +173,10 @@ def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
     assert set(np.unique(sketch_view)) <= {0, 255}
     assert first[0].caption.startswith(" ".join(ex.text.split()))
     assert "the text expert reads: " in first[0].caption
-    again = collect(**kw)
-    assert all(u.cached for u in again) and "cached" in again[-1].status
-    assert [np.asarray(u.image).tobytes() for u in again] == [np.asarray(u.image).tobytes() for u in first]
+    again = collect(**kw)  # the final image at once, with the conditions as the experts received them
+    assert len(again) == 1 and again[0].cached and again[0].done and "cached" in again[0].status
+    assert np.asarray(again[0].image).tobytes() == np.asarray(first[-1].image).tobytes()
+    assert (np.asarray(again[0].seg) == seg_view).all() and again[0].caption == first[0].caption
     other = collect(**{**kw, "seed": 4})
     assert np.asarray(other[-1].image).tobytes() != np.asarray(first[-1].image).tobytes()
     assert len(cache) == 2

@@ -125,7 +125,7 @@ class Studio:
     def run(self, inputs: RunInputs, *, live: bool = False, session: str | None = None) -> Iterator[Update]:
         """One run: an Update after every denoising step, then the final image (done=True) with the files
         it is saved as for slides (Update.files). A repeated
-        request replays its cached frames at once. With a session, every run takes a new ticket, and a
+        request gets its cached final image at once. With a session, every run takes a new ticket, and a
         live run stops within one step once a newer ticket is issued for its session (a newer change,
         Run, Stop). Raises ConditionError on bad input. However it ends (finished, failed, closed by
         Stop or a client gone), the sampler thread stops and the run's memory goes back."""
@@ -160,9 +160,7 @@ class Studio:
                           strip_caption=caption, **flags)
 
         frames = self.cache.get(key)
-        if frames is not None:
-            for k, images in enumerate(frames[:-1], start=1):
-                yield update(k, images, cached=True)
+        if frames is not None:  # the final image at once: previews replayed in a burst reached the screen last
             yield update(n, frames[-1], "done (cached)", done=True, cached=True,
                          files=self.saved.save(key, frames, strip))
             return
