@@ -272,8 +272,7 @@ class StudioPage:
         """Until the progress line of this run says done and its final image has been shown (and, with
         strip_width, the final strip: the image of that natural width)."""
         self.page.wait_for_function(
-            "() => { const l = window.__rec.lines; const i = l.findIndex(x => /step 1 \\//.test(x.text));"
-            " return i >= 0 && l.slice(i).some(x => /done/.test(x.text)) && window.__rec.frames.length > 0; }",
+            "() => window.__rec.lines.slice(1).some(x => /done/.test(x.text)) && window.__rec.frames.length > 0",
             timeout=timeout * 1000)
         self.page.wait_for_function(  # the final image (the last frame) is on screen
             "() => { const f = window.__rec.frames; return f.length && f[f.length - 1].shown !== null; }",
