@@ -26,6 +26,8 @@ from unite_demo.sampler import SAMPLERS  # noqa: E402
 from unite_demo.studio import Studio  # noqa: E402
 from unite_demo.world import BUILTIN  # noqa: E402
 
+SWEEP_TEXT = ", ".join(f"{v:g}" for v in SWEEP_VALUES)  # the reliability strip's values as the page shows them
+
 STUDIO = Studio()
 STUDIO.world(BUILTIN)  # experts loaded once and warmed up before the first visitor
 EXAMPLE = example_inputs(0)  # the page's defaults form a complete example
@@ -47,7 +49,7 @@ CSS = """
 
 def generate(seg, sketch, text, seg_on, sketch_on, text_on, r_seg, r_sketch, r_text, seed, steps, guidance, sampler,
              world, live, class_name="", r_class=1.0, superres=True, view="product", sweep="text",
-             sweep_values="0, 0.5, 1, 2, 3", request: gr.Request = None):
+             sweep_values=SWEEP_TEXT, request: gr.Request = None):
     """Generate an image from a segmentation map, a sketch and a caption (and, in worlds with a class
     expert, an ImageNet class name or id; '' = off), streaming a preview per step; superres: the
     final image sharpened to 128 px by the world's final-image stage (cartoon-faces). view: 'product'
@@ -223,7 +225,7 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
             with gr.Row(equal_height=True, visible=False) as sweep_row:
                 sweep = SentDropdown(sweep_choices(STUDIO.page(BUILTIN).modalities), value="text",
                                      label="reliability strip of", min_width=120, elem_id="sweep")
-                sweep_values = SentTextbox(", ".join(f"{v:g}" for v in SWEEP_VALUES), label="at reliabilities",
+                sweep_values = SentTextbox(SWEEP_TEXT, label="at reliabilities",
                                            min_width=120, elem_id="sweep-values")
             with gr.Row():
                 save_png = gr.DownloadButton("save the image (PNG)", size="sm", elem_id="save-png")

@@ -47,7 +47,7 @@ def test_only_generate_is_public_and_every_input_has_the_pages_default(client):
     params = info["named_endpoints"]["/generate"]["parameters"]
     assert [p["parameter_name"] for p in params] == [
         "seg", "sketch", "text", "seg_on", "sketch_on", "text_on", "r_seg", "r_sketch", "r_text", "seed", "steps",
-        "guidance", "sampler", "world", "live", "class_name", "r_class", "superres"]  # new inputs go last: positional
+        "guidance", "sampler", "world", "live", "class_name", "r_class", "superres", "view", "sweep", "sweep_values"]  # new inputs go last: positional
     # callers work
     assert all(p["parameter_has_default"] for p in params)
     defaults = {p["parameter_name"]: p["parameter_default"] for p in params}
@@ -56,6 +56,7 @@ def test_only_generate_is_public_and_every_input_has_the_pages_default(client):
     assert defaults["world"] == "cartoon-faces" and defaults["live"] is False
     assert defaults["class_name"] == "" and defaults["r_class"] == 1.0  # no class: the class expert is off
     assert defaults["superres"] is True  # the final image sharpened
+    assert defaults["view"] == "product" and defaults["sweep"] == "text"  # one image, as before the explain view
 
 
 def test_no_arguments_streams_previews_before_the_final_image(client):
@@ -97,7 +98,7 @@ def test_same_seed_same_image_other_seed_another(client):
 
 def test_empty_request_is_an_unconditional_face_and_says_so(client):
     updates = stream(client, seg=None, sketch=None, text="", steps=4)
-    image, status, seg_view, sketch_view, caption = updates[-1]
+    image, status, seg_view, sketch_view, caption, *_ = updates[-1]
     assert pixels(image).shape[2] == 3
     assert "no modality given" in status and "caption is empty" in status
     assert "segmentation map is blank" in status and "sketch canvas is empty" in status
@@ -107,7 +108,7 @@ def test_empty_request_is_an_unconditional_face_and_says_so(client):
 
 def test_switched_off_modality_is_left_out_and_named(client):
     updates = stream(client, seg_on=False, text_on=False, steps=3)
-    image, status, seg_view, sketch_view, caption = updates[-1]
+    image, status, seg_view, sketch_view, caption, *_ = updates[-1]
     assert "segmentation is switched off" in status and "text is switched off" in status
     assert seg_view is None and sketch_view is not None
     assert "sketch x1" in caption and "segmentation" not in caption
@@ -143,7 +144,7 @@ def test_uploaded_photo_becomes_a_sketch_and_a_painted_map_its_classes(client, t
     painted_path = tmp_path / "painted.png"
     painted.save(painted_path)
     updates = stream(client, seg=editor_value(painted_path), sketch=editor_value(photo), text="", steps=3)
-    _, status, seg_view, sketch_view, _ = updates[-1]
+    _, status, seg_view, sketch_view, *_ = updates[-1]
     assert "OpenCV Canny" in status
     edges = pixels(sketch_view)
     assert set(np.unique(edges)) <= {0, 255} and 0.02 < (edges > 0).mean() < 0.5

@@ -214,7 +214,7 @@ def test_live_server_offers_the_worlds_and_the_class_through_the_api(config, tmp
         params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["parameters"]
         defaults = {p["parameter_name"]: p["parameter_default"] for p in params}
         assert defaults["class_name"] == "" and defaults["r_class"] == 1.0
-        image, status, seg_view, _, caption = client.predict(world="sd15-dit", seg=painted, text="a cat",
+        image, status, seg_view, _, caption, *_ = client.predict(world="sd15-dit", seg=painted, text="a cat",
                                                              class_name="goldfish", steps=2, api_name="/generate")
         assert "done" in status and "class: goldfish (id 1)" in caption
         colours = {tuple(c) for c in np.asarray(Image.open(seg_view).convert("RGB")).reshape(-1, 3)}
