@@ -12,9 +12,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from gradio_adapters import (BRUSH_JS, LIVE_JS, SEND_JS, SHOW_JS, ResultImage, SentDropdown, SentNumber,  # noqa: E402
-                             SentRadio, SentSlider, SentTextbox, StreamedOutputs, canvas_twin, guard_file_moves,
-                             import_matplotlib_now, launch_options, on_spaces_gpu, page_js, stroke_size)
+from gradio_adapters import (BRUSH_JS, DELETE_CACHE, LIVE_JS, SEND_JS, SHOW_JS, ResultImage,  # noqa: E402
+                             SentDropdown, SentNumber, SentRadio, SentSlider, SentTextbox, StreamedOutputs,
+                             canvas_twin, guard_file_moves, import_matplotlib_now, launch_options, on_spaces_gpu,
+                             page_js, stroke_size)
 from unite_demo.conditions import MODALITY_NAMES, ConditionError  # noqa: E402
 from unite_demo.examples import load_examples  # noqa: E402
 from unite_demo.inputs import Card, RunInputs  # noqa: E402
@@ -170,7 +171,7 @@ def condition_view(label, elem_id, **kwargs):
     return ResultImage(label=label, format="png", interactive=False, buttons=["download"], elem_id=elem_id, **kwargs)
 
 
-with gr.Blocks(title="Unite & Conquer studio", fill_width=True) as demo:
+with gr.Blocks(title="Unite & Conquer studio", fill_width=True, delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("## Unite & Conquer studio\nThree experts, each trained alone on one modality of cartoon faces "
                 "(a segmentation map, a sketch, a caption), combined at every denoising step as a product of "
                 "experts (Nair et al., CVPR 2023). Reliability sets how much each one is heard; 0 or an empty "

@@ -283,6 +283,11 @@ class StreamedOutputs:
 # each with a copy of the page's config (~120 KB): 1.2 GB for visitors long gone.
 MAX_SESSIONS = 1000
 
+# gradio keeps every image it sends in its cache folder (GRADIO_TEMP_DIR) for good unless Blocks'
+# delete_cache says otherwise: hourly, files over a day old go (a page left open for hours keeps its
+# downloads).
+DELETE_CACHE = (3600, 86400)
+
 
 def launch_options(environ, **page) -> dict:
     """demo.launch's arguments: this machine only (127.0.0.1) unless GRADIO_SERVER_NAME says otherwise,

@@ -47,10 +47,12 @@ def strip_key(world_name: str, strip: Strip) -> str:
 
 class ResultCache:
     """Least-recently-used cache of finished runs: key -> frames ((B,H,W,3) uint8 per step, the last is
-    final; B images side by side in a strip). Bounded in runs and in bytes (a strip of four 128 px
-    finals is 16 times a run's)."""
+    final; B images side by side in a strip). Bounded in runs and in bytes (a run of 8 steps is about
+    72 KB, a strip of four about four times that). 64 runs cover what one page goes back to (the
+    examples, a slider moved back in live mode); more would only keep memory growing for hours on a
+    busy server as visitors come and go."""
 
-    def __init__(self, max_items: int = 256, max_bytes: int = 32 << 20):
+    def __init__(self, max_items: int = 64, max_bytes: int = 16 << 20):
         self.max_items, self.max_bytes = max_items, max_bytes
         self._items: OrderedDict[str, tuple[np.ndarray, ...]] = OrderedDict()
         self._bytes = 0
