@@ -19,8 +19,8 @@ from gradio_adapters import (BRUSH_JS, DELETE_CACHE, LIVE_JS, SEND_JS, SHOW_JS, 
 from unite_demo.conditions import MODALITY_NAMES, ConditionError  # noqa: E402
 from unite_demo.examples import load_examples  # noqa: E402
 from unite_demo.inputs import Card, RunInputs  # noqa: E402
-from unite_demo.limits import (CANVAS, DEFAULTS, GUIDANCE, MAX_TEXT_CHARS, MAX_UPLOAD, RELIABILITY, SEED,  # noqa: E402
-                               STEPS, SWEEP_VALUES)
+from unite_demo.limits import (CANVAS, CONCURRENT_RUNS, DEFAULTS, GUIDANCE, MAX_TEXT_CHARS, MAX_UPLOAD,  # noqa: E402
+                               RELIABILITY, SEED, STEPS, SWEEP_VALUES)
 from unite_demo.pages import CLASS_OFF, example_inputs, legend_html, palette_hex, random_seed  # noqa: E402
 from unite_demo.runs import UNCHANGED  # noqa: E402
 from unite_demo.sampler import SAMPLERS  # noqa: E402
@@ -283,7 +283,7 @@ with gr.Blocks(title="Unite & Conquer studio", fill_width=True, delete_cache=DEL
                                             r_text, seed, world], api_visibility="private").then(
         None, twins, canvases, js=SHOW_JS, api_visibility="private")
 
-demo.queue(default_concurrency_limit=2, max_size=32)
+demo.queue(default_concurrency_limit=CONCURRENT_RUNS, max_size=32)
 
 
 if __name__ == "__main__":

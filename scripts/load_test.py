@@ -186,7 +186,8 @@ def _ask(client, ask: Ask, steps: int) -> Answer:
 
     start = time.perf_counter()
     try:
-        image, status, _, _, caption, *_ = client.predict(text=ask.text, seed=ask.seed, steps=steps, api_name="/generate")
+        image, status, _, _, caption, *_ = client.predict(text=ask.text, seed=ask.seed, steps=steps,
+                                                          api_name="/generate")
     except QueueError as e:
         return Answer(ask, time.perf_counter() - start, refused=True, error=str(e))
     except AppError as e:

@@ -47,7 +47,8 @@ def test_only_generate_is_public_and_every_input_has_the_pages_default(client):
     params = info["named_endpoints"]["/generate"]["parameters"]
     assert [p["parameter_name"] for p in params] == [
         "seg", "sketch", "text", "seg_on", "sketch_on", "text_on", "r_seg", "r_sketch", "r_text", "seed", "steps",
-        "guidance", "sampler", "world", "live", "class_name", "r_class", "superres", "view", "sweep", "sweep_values"]  # new inputs go last: positional
+        "guidance", "sampler", "world", "live", "class_name", "r_class", "superres",
+        "view", "sweep", "sweep_values"]  # new inputs go last: positional
     # callers work
     assert all(p["parameter_has_default"] for p in params)
     defaults = {p["parameter_name"]: p["parameter_default"] for p in params}

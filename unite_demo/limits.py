@@ -25,6 +25,7 @@ MAX_SAMPLER_STEPS = 200  # what sampler.sample takes from code (evaluation, benc
 MAX_TEXT_CHARS = 1000  # a caption, after control characters and extra spaces are dropped
 MAX_SIDE = 4096  # an image's larger side; larger images are refused from their header, before decoding
 MAX_UPLOAD = "10mb"  # the server refuses larger uploads (HTTP 413) before anything reads them
+CONCURRENT_RUNS = 2  # generations the server runs at once (its queue holds more)
 
 # What a run shows: the product alone; each active expert alone beside the product; or one modality's
 # reliability swept over SWEEP_VALUES (the others as set), all from the same noise.
