@@ -61,8 +61,13 @@ def test_small_evaluation_writes_table_json_and_sweep_and_is_deterministic(tiny)
     md = (root / "a" / "eval.md").read_text()
     assert "N = 4 held-out faces" in md and f"2 {DEFAULTS['sampler']} steps" in md and "Hardware:" in md and "Runtime:" in md
     assert "| row | seg mIoU ↑ | sketch F1 ↑ | text acc ↑ | mean ↑ | FD ↓ |" in md
-    # Held-out: table head, rows, real faces; drawn: table head, rows; sweep head, 4 points.
-    assert md.count("\n| ") == 2 + len(ROWS) + 1 + 2 + len(ROWS) + 2 + 4
+    # Held-out: table head, rows, real faces; drawn: table head, rows; per attribute: head, a row per
+    # attribute; sweep head, 4 points.
+    assert md.count("\n| ") == 2 + len(ROWS) + 1 + 2 + len(ROWS) + 2 + len(evaluate.ATTRIBUTE_NAMES) + 2 + 4
+    assert "## Text accuracy per attribute" in md and ("| attribute | product, held-out ↑ | text expert alone, "
+                                                       "held-out ↑ | product, drawn ↑ | text expert alone, drawn ↑ "
+                                                       "| n (held-out / drawn) |") in md
+    assert all(f"\n| {a} | " in md for a in evaluate.ATTRIBUTE_NAMES)
     assert "N = 3 hand-made inputs" in md and md.count("Mean consistency of the product") == 2
     assert "python -m unite_demo.evaluate --n 4" in md and "Suggested default reliabilities" in md
     assert (root / "a" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
@@ -90,6 +95,15 @@ def test_small_evaluation_writes_table_json_and_sweep_and_is_deterministic(tiny)
     assert drawn["n"] == 3 and set(drawn["rows"]) == ROWS and set(drawn["claim"]["modality_shares"]) == {
         "seg", "sketch", "text"}
     assert drawn["rows"]["seg"]["metrics"] != data["rows"]["seg"]["metrics"]  # other inputs, other scores
+    for rows in (data["rows"], drawn["rows"]):  # per attribute, weighted by n: each seed's text acc
+        for row in rows.values():
+            by = row["text_by_attribute"]
+            assert list(by) == list(evaluate.ATTRIBUTE_NAMES)
+            total = sum(m["n"] for m in by.values())
+            assert total > 0
+            for k, text in enumerate(row["metrics"]["text"]["per_seed"]):
+                assert sum(m["n"] * m["per_seed"][k] for m in by.values() if m["n"]) / total == pytest.approx(text)
+            assert all((m["mean"] is None) == (m["n"] == 0) for m in by.values())
     assert res["rows"]["seg"]["metrics"] == data["rows"]["seg"]["metrics"]
     fd = data["rows"]["uncond"]["metrics"]["fd"]["per_seed"]
     assert fd[0] != fd[1]  # another seed, other samples
@@ -99,6 +113,56 @@ def test_small_evaluation_writes_table_json_and_sweep_and_is_deterministic(tiny)
         assert again["rows"][key]["metrics"] == res["rows"][key]["metrics"], key
         assert again["drawn"]["rows"][key]["metrics"] == res["drawn"]["rows"][key]["metrics"], key
     assert again["sweep"]["curves"] == res["sweep"]["curves"]
+
+
+def test_text_accuracy_per_attribute_counts_only_the_captions_that_mention_it(monkeypatch):
+    """Judge.score on faces whose captions never mention the background and a classifier that reads
+    glasses wrong on the first two faces: per attribute, n and the accuracy over those n; weighted by n,
+    the pooled text accuracy; the background gets no number, in the JSON nor in the table."""
+    import dataclasses
+
+    from unite_demo.faces import ATTRIBUTES, SPLITS, make_face
+
+    faces = [make_face(SPLITS["heldout"].start + k, 32) for k in range(6)]
+    mentions = [("glasses", "hair_colour"), ("glasses", "beard", "eye_colour"), ("glasses",), ("beard",),
+                ("skin_tone", "hair_style", "expression"), ()]
+    faces = [dataclasses.replace(f, mentioned=m) for f, m in zip(faces, mentions)]
+
+    def read(attributes, wrong):
+        return {a: next(v for v in ATTRIBUTES[a] if v != attributes[a]) if a in wrong else attributes[a]
+                for a in ATTRIBUTES}
+
+    preds = [read(f.attributes, {"glasses"} if k < 2 else {"background"}) for k, f in enumerate(faces)]
+    monkeypatch.setattr(metric_nets, "segment", lambda net, images: np.zeros(images.shape[:3], np.uint8))
+    monkeypatch.setattr(metric_nets, "classify", lambda net, images: (np.zeros((len(images), 4)), preds))
+    judge = object.__new__(evaluate.Judge)
+    judge.segmenter = judge.classifier = None
+    scores = judge.score(np.stack([f.image for f in faces]), faces)
+
+    by = scores.text_by_attribute()
+    assert list(by) == list(evaluate.ATTRIBUTE_NAMES)
+    assert {a: m["n"] for a, m in by.items()} == {"hair_colour": 1, "hair_style": 1, "eye_colour": 1, "skin_tone": 1,
+                                                  "expression": 1, "glasses": 3, "beard": 2, "background": 0}
+    assert by["glasses"]["text"] == pytest.approx(1 / 3) and by["beard"]["text"] == 1.0
+    assert by["background"]["text"] is None  # read wrong four times, never mentioned: no number
+    text = scores.consistency()["text"]
+    assert text == pytest.approx(8 / 10)  # 10 mentions, glasses wrong twice
+    assert sum(m["n"] * m["text"] for m in by.values() if m["n"]) / sum(m["n"] for m in by.values()) == \
+        pytest.approx(text)
+    assert scores.head(2).text_by_attribute()["glasses"] == {"n": 2, "text": 0.0}
+
+    seeds = evaluate.summarise_by_attribute([by, {**by, "glasses": {"n": 3, "text": 1.0}}])
+    assert seeds["glasses"] == {"n": 3, "mean": pytest.approx(2 / 3), "spread": pytest.approx(1 / 3),
+                                "per_seed": [pytest.approx(1 / 3), 1.0]}
+    assert seeds["background"] == {"n": 0, "mean": None, "spread": None, "per_seed": [None, None]}
+
+    rows = {k: {"text_by_attribute": seeds} for k in ("seg", "text", "poe_default")}
+    lines = evaluate.attribute_lines({"rows": rows})
+    assert lines[0] == "| attribute | product, held-out ↑ | text expert alone, held-out ↑ | n (held-out) |"
+    assert len(lines) == 2 + len(ATTRIBUTES) and [ln.split(" | ")[0] for ln in lines[2:]] == [
+        f"| {a}" for a in ATTRIBUTES]
+    assert lines[2 + 5] == "| glasses | 0.667 ± 0.333 | 0.667 ± 0.333 | 3 |"
+    assert lines[-1] == "| background | n/a | n/a | 0 |"
 
 
 def _rows(means: dict, spread: float = 0.01, modality: float = 0.8, poe_modality: float = 0.8) -> dict:

@@ -128,3 +128,28 @@ def drawn_sketch(seg: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cv2.line(canvas, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 255, thickness, cv2.LINE_AA)
     small = cv2.resize(canvas.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_AREA)
     return np.where(small > 0.45, 255, 0).astype(np.uint8)
+
+
+def render_faces(modalities: tuple[str, ...], seeds, size: int, rng: np.random.Generator, augment: bool = True) -> list:
+    """The faces of these seeds as a network reading `modalities` trains on them: its own conditions
+    as people make them (rough_seg / drawn_sketch), the others exactly as generated."""
+    from dataclasses import replace
+
+    from .faces import make_face
+
+    faces = [make_face(int(s), size) for s in seeds]
+    if not augment:
+        return faces
+    return [replace(f, seg=rough_seg(f.seg, rng) if "seg" in modalities else f.seg,
+                    sketch=drawn_sketch(f.seg, rng) if "sketch" in modalities else f.sketch) for f in faces]
+
+
+def render_arrays(modalities: tuple[str, ...], seeds, size: int, seed: int) -> dict[str, np.ndarray]:
+    """render_faces as uint8 arrays, for a worker process: image (N,H,W,3), and the network's own
+    spatial conditions seg (N,H,W) class ids and sketch (N,H,W) 255 = stroke."""
+    faces = render_faces(modalities, seeds, size, np.random.default_rng(seed))
+    out = {"image": np.stack([f.image for f in faces])}
+    for name in ("seg", "sketch"):
+        if name in modalities:
+            out[name] = np.stack([getattr(f, name) for f in faces])
+    return out

@@ -31,7 +31,7 @@ from . import metric_nets, superres
 from .combine import REMEDIES, ProductOfExperts
 from .conditions import face_conditions, to_uint8
 from .drawn import DRAWN_N, drawn_set
-from .faces import SPLITS, make_face
+from .faces import ATTRIBUTES, SPLITS, make_face
 from .metrics import attribute_hits, diversity, frechet_distance, miou, sketch_f1
 from .sampler import SAMPLERS, check_steps, sample
 from .world import DEFAULTS, FACES_DIR, World, load_faces_world
@@ -42,6 +42,7 @@ QUICK_N = 50
 FULL_N = 300
 FD_REFERENCE_OFFSET = 50_000  # real faces for the Fréchet reference: heldout seeds from here on
 CONSISTENCIES = ("seg", "sketch", "text")
+ATTRIBUTE_NAMES = tuple(ATTRIBUTES)  # the per-attribute text accuracy, in this order
 
 
 @dataclass
@@ -61,9 +62,10 @@ class Scores:
     sketch: np.ndarray  # (N,) edge F1
     hits: np.ndarray  # (N, 2) attribute (correct, total) over the mentioned attributes
     features: np.ndarray  # (N, D) classifier features
+    by_attribute: np.ndarray  # (N, A, 2) the same (correct, total) split by attribute (ATTRIBUTE_NAMES)
 
     def head(self, n: int) -> "Scores":
-        return Scores(self.seg[:n], self.sketch[:n], self.hits[:n], self.features[:n])
+        return Scores(self.seg[:n], self.sketch[:n], self.hits[:n], self.features[:n], self.by_attribute[:n])
 
     def consistency(self) -> dict[str, float]:
         """seg mIoU, sketch F1, text attribute accuracy (pooled) and their mean."""
@@ -71,6 +73,13 @@ class Scores:
         out = {"seg": float(self.seg.mean()), "sketch": float(self.sketch.mean()), "text": float(text)}
         out["mean"] = float(np.mean([out[k] for k in CONSISTENCIES]))
         return out
+
+    def text_by_attribute(self) -> dict[str, dict]:
+        """Per attribute: n, the cases whose caption mentions it, and the text accuracy over those
+        (None where n = 0). Weighted by n, these accuracies give consistency()['text']."""
+        correct, total = self.by_attribute.sum(0).T  # (A,), (A,)
+        return {a: {"n": int(t), "text": float(c / t) if t else None}
+                for a, c, t in zip(ATTRIBUTE_NAMES, correct, total)}
 
 
 class Judge:
@@ -97,6 +106,9 @@ class Judge:
             sketch=np.array([sketch_f1(img, f.edges) for img, f in zip(images, faces)]),
             hits=np.array([attribute_hits(p, f.attributes, f.mentioned) for p, f in zip(preds, faces)]),
             features=features,
+            by_attribute=np.array([[attribute_hits(p, f.attributes, [m for m in f.mentioned if m == a])
+                                    for a in ATTRIBUTE_NAMES] for p, f in zip(preds, faces)],
+                                  dtype=np.int64).reshape(len(faces), len(ATTRIBUTE_NAMES), 2),
         )
 
     def fd(self, scores: Scores) -> float:
@@ -177,6 +189,18 @@ def summarise(per_seed: list[dict]) -> dict:
                 "per_seed": [s[k] for s in per_seed]} for k in keys}
 
 
+def summarise_by_attribute(per_seed: list[dict]) -> dict:
+    """Scores.text_by_attribute of each seed -> per attribute: n and the accuracy's mean, spread and
+    per-seed values over seeds (None where no caption mentions the attribute)."""
+    out = {}
+    for a in per_seed[0]:
+        values = [s[a]["text"] for s in per_seed]
+        known = None not in values
+        out[a] = {"n": per_seed[0][a]["n"], "mean": float(np.mean(values)) if known else None,
+                  "spread": spread(values) if known else None, "per_seed": values}
+    return out
+
+
 def hardware() -> str:
     name = platform.processor() or platform.machine()
     try:
@@ -226,15 +250,17 @@ def evaluate(args) -> dict:
     def table(which: str) -> dict:
         out = {}
         for row in rows:
-            per_seed, costs, features, same_as = [], [], [], set()
+            per_seed, by_attribute, costs, features, same_as = [], [], [], [], set()
             for seed in args.seeds:
                 scores, cost, first = scores_for(row.mixture, seed, len(sets[which]), row.key, which)
                 per_seed.append({**scores.consistency(), "fd": judge.fd(scores)})
+                by_attribute.append(scores.text_by_attribute())
                 costs.append(cost)
                 features.append(scores.features)
                 same_as |= {first} - {row.key}
             out[row.key] = {
                 "label": row.label, "reliability": row.mixture.reliability, "metrics": summarise(per_seed),
+                "text_by_attribute": summarise_by_attribute(by_attribute),
                 "diversity": diversity(np.stack(features, 1)) if len(features) > 1 else None,
                 "cost": {k: float(np.mean([c[k] for c in costs])) for k in costs[0]},
                 "same_images_as": sorted(same_as)[0] if same_as else None}
@@ -420,6 +446,28 @@ def table_lines(rows: dict) -> list[str]:
     return lines
 
 
+BY_ATTRIBUTE_ROWS = {"poe_default": "product", "text": "text expert alone"}
+SET_NAMES = {"heldout": "held-out", "drawn": "drawn"}
+
+
+def attribute_lines(results: dict) -> list[str]:
+    """Text accuracy per attribute of the product (default r) and the text expert alone on each set:
+    rows = attributes, one column per (set, row) and the counts n (cases whose caption mentions it)."""
+    sets = {"heldout": results["rows"], **({"drawn": results["drawn"]["rows"]} if "drawn" in results else {})}
+    cols = [(w, k) for w in sets for k in BY_ATTRIBUTE_ROWS if k in sets[w]]
+    n_head = "n (" + " / ".join(SET_NAMES[w] for w in sets) + ")"
+    lines = ["| attribute | " + " | ".join(f"{BY_ATTRIBUTE_ROWS[k]}, {SET_NAMES[w]} ↑" for w, k in cols)
+             + f" | {n_head} |", "| --- | " + "--- | " * len(cols) + "--- |"]
+    for a in ATTRIBUTE_NAMES:
+        cells = []
+        for w, k in cols:
+            m = sets[w][k]["text_by_attribute"][a]
+            cells.append(fmt(m) if m["mean"] is not None else "n/a")
+        n = " / ".join(str(next(iter(rows.values()))["text_by_attribute"][a]["n"]) for rows in sets.values())
+        lines.append(f"| {a} | " + " | ".join(cells) + f" | {n} |")
+    return lines
+
+
 def claim_line(cl: dict) -> str:
     singles = ", ".join(f"{k} {v:.3f}" for k, v in cl["single_means"].items())
     verdict = "**The claim holds.**" if cl["holds"] else "**The claim does not hold on this run.**"
@@ -462,6 +510,12 @@ def write_markdown(results: dict, path: Path) -> None:
                   "shapes than the generator's. Made by a procedure no training run uses. Sketch F1 is scored "
                   "against the strokes' centre lines. There are no real images, so no real-faces row.", ""]
         lines += table_lines(d["rows"]) + ["", claim_line(d["claim"])]
+    lines += ["", "## Text accuracy per attribute", "",
+              "The text acc column of the product (default r) and of the text expert alone, split by attribute: "
+              "the share of the cases whose caption mentions the attribute that the classifier reads right in "
+              "the image (n: those cases; n/a: no caption mentions it). Weighted by n, each column gives the "
+              "row's text acc above.", ""]
+    lines += attribute_lines(results)
     s, sug = results["sweep"], results["suggested_reliability"]
     lines += ["", "## Reliability sweep", "",
               f"Product of experts on the first {s['n']} faces, seed {s['seed']}; one reliability varies from "
@@ -494,7 +548,7 @@ def write_markdown(results: dict, path: Path) -> None:
               "- sketch F1: Canny edges of the output (RGB, thresholds 100/200) against the input sketch, one-to-one "
               "matching within 2 pixels (BSDS-style), averaged over images.",
               "- text acc: the attribute classifier's prediction of each attribute the caption mentions, pooled "
-              "over (face, attribute) pairs.",
+              "over (face, attribute) pairs; per attribute: over the faces whose caption mentions it.",
               "- FD: Fréchet distance between the classifier's features of the outputs (per seed) and of "
               f"{c['fd_reference']}. It grows as N shrinks; the real-faces row is the floor at this N.",
               "- diversity: mean feature distance between the outputs of different seeds for the same conditions "

@@ -127,11 +127,15 @@ class FaceUNet(nn.Module):
         self.shuffle = nn.PixelShuffle(p)
 
     def forward(self, x_t, t, seg, sketch, text):
+        caption = text if self.caption_head is None else self.caption_head(text)  # (B, CAPTION_DIM)
+        return self.forward_read(x_t, t, seg, sketch, caption)
+
+    def forward_read(self, x_t, t, seg, sketch, caption):
+        """forward() with the caption already read: the caption head's output (B, CAPTION_DIM), or the
+        embedding itself for text_reader "embedding". Training on carried read-outs uses it."""
         h = torch.cat([x_t, seg, sketch], dim=1)  # (B, 3+K+2, H, W)
         h = self.unshuffle(h)  # (B, (3+K+2)*p*p, H/p, W/p)
-        caption = text
         if self.caption_head is not None:
-            caption = self.caption_head(text)  # (B, CAPTION_DIM)
             planes = caption[:, :, None, None].expand(-1, -1, *h.shape[2:])  # (B, CAPTION_DIM, H/p, W/p)
             h = torch.cat([h, planes.to(h.dtype)], dim=1)
         out = self.unet(h, t, class_labels=self.text_proj(caption)).sample  # (B, 3*p*p, H/p, W/p)

@@ -20,7 +20,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from diffusers import DDPMScheduler
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .augment import drawn_sketch, rough_seg
+from .augment import render_faces
 from .conditions import face_conditions, image_tensor
 from .faces import DATA_VERSION, SPLITS, make_face
 from .model import CAPTION_SLOTS, CaptionHead, FaceUNet, FaceUNetConfig, read_metadata, save_face_unet
@@ -52,11 +52,7 @@ def batch_for_step(expert: str, seed: int, step: int, batch: int, size: int, p_d
     condition dropout per row."""
     split = SPLITS["base" if expert == "base" else expert]
     rng = np.random.default_rng([seed, step])
-    faces = [make_face(int(s), size) for s in rng.integers(split.start, split.stop, batch)]
-    if augment:
-        modalities = EXPERT_MODALITIES[expert]
-        faces = [replace(f, seg=rough_seg(f.seg, rng) if "seg" in modalities else f.seg,
-                         sketch=drawn_sketch(f.seg, rng) if "sketch" in modalities else f.sketch) for f in faces]
+    faces = render_faces(EXPERT_MODALITIES[expert], rng.integers(split.start, split.stop, batch), size, rng, augment)
     x0 = image_tensor([f.image for f in faces])
     cond = face_conditions(faces, EXPERT_MODALITIES[expert])
     for name in EXPERT_MODALITIES[expert]:
@@ -65,11 +61,13 @@ def batch_for_step(expert: str, seed: int, step: int, batch: int, size: int, p_d
     return x0, cond
 
 
-def training_loss(model: FaceUNet, sched: DDPMScheduler, x0, cond, gen: torch.Generator, snr_gamma=5.0):
-    """min-SNR-weighted v-prediction (or eps) loss at uniformly drawn timesteps."""
+def training_loss(model: FaceUNet, sched: DDPMScheduler, x0, cond, gen: torch.Generator, snr_gamma=5.0,
+                  caption_read: bool = False):
+    """min-SNR-weighted v-prediction (or eps) loss at uniformly drawn timesteps. caption_read: cond["text"]
+    holds the caption head's read-outs (model.forward_read), not embeddings."""
     b = x0.shape[0]
-    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=gen)
-    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=gen, device=x0.device)
+    noise = torch.randn(x0.shape, generator=gen, device=x0.device)
     x_t = sched.add_noise(x0, noise, t)
     alpha_bar = sched.alphas_cumprod[t]
     snr = alpha_bar / (1 - alpha_bar)
@@ -79,7 +77,7 @@ def training_loss(model: FaceUNet, sched: DDPMScheduler, x0, cond, gen: torch.Ge
     else:
         target = noise
         weight = snr.clamp(max=snr_gamma) / snr
-    pred = model(x_t, t.float(), cond["seg"], cond["sketch"], cond["text"])
+    pred = (model.forward_read if caption_read else model)(x_t, t.float(), cond["seg"], cond["sketch"], cond["text"])
     per_row = (pred - target).pow(2).mean(dim=(1, 2, 3))  # (B,)
     return (weight * per_row).mean()
 
@@ -308,7 +306,7 @@ def export(args) -> Path:
     save_face_unet(ema, dest)
     print(f"exported {dest} ({dest.stat().st_size / 1e6:.1f} MB): {json.dumps(config.extra)}")
     if args.expert != "base":
-        write_card(dest, ckpt.parent / "loss.csv")
+        write_card(dest, first_loss=log[0]["loss"] if log else "n/a")
     return dest
 
 
@@ -326,7 +324,8 @@ def init_record(path: Path) -> dict:
 CARD_FACES = 8
 
 
-def write_card(weights: Path, loss_csv: Path, guidance: float = 2.0, steps: int = 20) -> None:
+def write_card(weights: Path, first_loss="n/a", command: str | None = None, guidance: float = 2.0,
+               steps: int = 20) -> None:
     """Model card next to the weights: training record and a sample grid on held-out faces
     (top row: the condition the expert reads; bottom row: its sample, guidance s, DPM-Solver++)."""
     from PIL import Image
@@ -355,18 +354,17 @@ def write_card(weights: Path, loss_csv: Path, guidance: float = 2.0, steps: int 
     grid = np.concatenate([np.concatenate(tops, 1), np.concatenate(samples, 1)], 0)
     grid_path = weights.with_name(f"{weights.stem}_samples.png")
     Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.Resampling.NEAREST).save(grid_path)
-    rows = list(csv.DictReader(open(loss_csv)))
-    first = rows[0]["loss"] if rows else "n/a"
     top_row = {"seg": "the segmentation map it was given", "sketch": "the sketch it was given"}
     what = top_row.get(expert.reads[0], "the held-out face whose caption it was given") if expert.reads else ""
     lines = [f"# {weights.stem} expert (cartoon-faces)", "",
-             f"Reads: {', '.join(expert.reads)}. Written by `python -m unite_demo.train --expert {weights.stem} "
-             f"--export` from the EMA weights.", "",
+             f"Reads: {', '.join(expert.reads)}. Written by "
+             f"`{command or f'python -m unite_demo.train --expert {weights.stem} --export'}` from the EMA weights.", "",
              "| field | value |", "| --- | --- |"]
-    for key in ("split", "data_version", "augment", "init", "init_record", "caption_head", "steps", "batch", "lr",
-                "wall_minutes", "hardware", "final_loss"):
-        lines.append(f"| {key} | {extra.get(key)} |")
-    lines += [f"| first logged loss | {first} |", f"| architecture | {json.dumps(asdict(expert.denoiser.net.config) | {'extra': '...'})} |",
+    for key in ("split", "data_version", "augment", "init", "init_record", "caption_head", "recipe", "steps",
+                "samples", "batch", "lr", "wall_minutes", "hardware", "final_loss"):
+        if key in extra or key not in ("recipe", "samples"):
+            lines.append(f"| {key} | {extra.get(key)} |")
+    lines += [f"| first logged loss | {first_loss} |", f"| architecture | {json.dumps(asdict(expert.denoiser.net.config) | {'extra': '...'})} |",
               "", f"![samples]({grid_path.name})", "",
               f"Top row: {what}; bottom row: this expert alone on held-out faces "
               f"(seeds {SPLITS['heldout'].start}..{SPLITS['heldout'].start + CARD_FACES - 1}), "

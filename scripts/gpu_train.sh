@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Continue the built-in world's four networks (seg, sketch, text, joint) on one CUDA GPU: about ten minutes.
+#
+#   python -m unite_demo.recipe prepare .recipe   # here first: caption read-outs and the diffusers wheel (15 MB)
+#   bash scripts/gpu_train.sh OUT [MINUTES]       # on the CUDA machine, in a copy of the repository with .recipe/
+#   python -m unite_demo.evaluate --faces-dir OUT --n 200 --drawn-n 200 --out reports/candidate
+#   python -m unite_demo.recipe adopt OUT         # when the evaluation says the new weights are better
+#
+# The CUDA machine needs Python with torch, numpy, pillow, opencv and safetensors; it needs neither the
+# internet nor MiniLM. diffusers is installed from .recipe/ into .recipe/site when it is missing. OUT gets
+# four fp16 files (about 10 MB each) and record.json; resumable checkpoints go to $WORK (/tmp/recipe-work).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: bash scripts/gpu_train.sh OUT [MINUTES]}
+MINUTES=${2:-8}
+PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD/.recipe/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ! $PY -c "import diffusers" 2>/dev/null; then
+  $PY -m pip install --quiet --disable-pip-version-check --no-deps --no-index --target .recipe/site .recipe/diffusers-*.whl
+fi
+$PY -c "import cv2, diffusers, PIL, safetensors, torch; assert torch.cuda.is_available(), 'no CUDA device'; \
+print('torch', torch.__version__, 'diffusers', diffusers.__version__, torch.cuda.get_device_name())"
+$PY -m unite_demo.recipe train --captions .recipe/captions.safetensors --out "$OUT" --work "${WORK:-/tmp/recipe-work}" \
+  --minutes "$MINUTES" --device cuda
