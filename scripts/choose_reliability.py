@@ -1,7 +1,7 @@
 """Choose the built-in world's default reliabilities on validation slices that the evaluation's
 tables never use: drawn cases 1000..1099 and held-out faces 9,001,000..9,001,099.
 
-    .venv/bin/python scripts/choose_reliability.py
+    .venv/bin/python scripts/choose_reliability.py [--faces-dir assets/experts]
 
 Rule: among the candidates whose every consistency keeps at least 96% of that modality's expert alone
 on the drawn slice (the acceptance's 95%, plus a point for the sampling noise of 100 cases), the one
@@ -27,15 +27,16 @@ from unite_demo.limits import DEFAULTS  # noqa: E402
 from unite_demo.world import FACES_DIR, load_faces_world  # noqa: E402
 
 CANDIDATES = ({"seg": 1.5, "sketch": 1.0, "text": 1.5}, {"seg": 1.5, "sketch": 1.0, "text": 2.0},
-              {"seg": 2.0, "sketch": 1.0, "text": 2.0}, {"seg": 1.5, "sketch": 1.25, "text": 1.5})
+              {"seg": 2.0, "sketch": 1.0, "text": 2.0}, {"seg": 1.5, "sketch": 1.25, "text": 1.5},
+              {"seg": 2.0, "sketch": 1.0, "text": 2.5}, {"seg": 2.0, "sketch": 1.0, "text": 3.0})
 KEEP = 0.96
 OFFSET, N = 1000, 100
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.parse_args()
-    world = load_faces_world(FACES_DIR)
+    ap.add_argument("--faces-dir", default=str(FACES_DIR), help="the experts' weights (default: the shipped ones)")
+    world = load_faces_world(ap.parse_args().faces_dir)
     size = world.image_size
     args = argparse.Namespace(batch=50, steps=DEFAULTS["steps"], sampler=DEFAULTS["sampler"])
     judge = evaluate.Judge(Path(metric_nets.METRICS_DIR), 200, size)

@@ -11,14 +11,17 @@
 # four fp16 files (about 10 MB each) and record.json; resumable checkpoints go to $WORK (/tmp/recipe-work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:?usage: bash scripts/gpu_train.sh OUT [MINUTES]}
+OUT=${1:?usage: bash scripts/gpu_train.sh OUT [MINUTES] [more recipe train flags]}
 MINUTES=${2:-8}
+shift $(( $# < 2 ? $# : 2 ))
 PY=${PYTHON:-python3}
-export PYTHONPATH="$PWD/.recipe/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+CARRY=$(cd "${RECIPE:-.recipe}" && pwd)    # what `recipe prepare` wrote
+DEVICE=${DEVICE:-cuda}      # cpu: the same call at tiny size, as the tests run it
+export PYTHONPATH="$CARRY/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if ! $PY -c "import diffusers" 2>/dev/null; then
-  $PY -m pip install --quiet --disable-pip-version-check --no-deps --no-index --target .recipe/site .recipe/diffusers-*.whl
+  $PY -m pip install --quiet --disable-pip-version-check --no-deps --no-index --target "$CARRY/site" "$CARRY"/diffusers-*.whl
 fi
-$PY -c "import cv2, diffusers, PIL, safetensors, torch; assert torch.cuda.is_available(), 'no CUDA device'; \
-print('torch', torch.__version__, 'diffusers', diffusers.__version__, torch.cuda.get_device_name())"
-$PY -m unite_demo.recipe train --captions .recipe/captions.safetensors --out "$OUT" --work "${WORK:-/tmp/recipe-work}" \
-  --minutes "$MINUTES" --device cuda
+$PY -c "import cv2, diffusers, PIL, safetensors, torch; assert '$DEVICE' != 'cuda' or torch.cuda.is_available(), \
+'no CUDA device'; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
+$PY -m unite_demo.recipe train --captions "$CARRY/captions.safetensors" --out "$OUT" --work "${WORK:-/tmp/recipe-work}" \
+  --minutes "$MINUTES" --device "$DEVICE" "$@"

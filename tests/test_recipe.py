@@ -123,3 +123,41 @@ def test_adopt_writes_the_files_to_assets_with_a_card(run, tmp_path):
     assert (dest / "text_samples.png").exists()
     assert torch.equal(load_face_unet(dest / "seg.safetensors").state_dict()["unet.conv_in.weight"],
                        load_face_unet(root / "out" / "seg.safetensors").state_dict()["unet.conv_in.weight"])
+
+
+@pytest.mark.slow
+def test_the_one_gpu_call_runs_here_at_tiny_size(run, tmp_path):
+    """scripts/gpu_train.sh, the command a CUDA machine runs, on this CPU with the tiny networks."""
+    import os
+    import subprocess
+    import sys
+
+    root, assets, captions, *_ = run
+    env = {**os.environ, "RECIPE": str(captions.parent), "DEVICE": "cpu", "WORK": str(tmp_path / "work"),
+           "PYTHON": sys.executable}
+    done = subprocess.run(["bash", "scripts/gpu_train.sh", str(tmp_path / "out"), "0", "--steps", "1",
+                           "--assets", str(assets), *TINY], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "out" / recipe.RECORD_FILE).read_text())
+    assert sorted(record) == sorted(recipe.NETWORKS) and all(r["steps"] == 1 for r in record.values())
+
+
+def test_caption_networks_train_on_new_faces_that_their_table_captions_fit():
+    from unite_demo.augment import render_arrays
+    import random
+
+    from unite_demo.faces import make_face_like, render, sample_attributes
+
+    table = [make_face(s, 8) for s in range(2_000_000, 2_000_040)]
+    for k, described in enumerate(table):
+        face = make_face_like(described, 2_500_000 + k, 16)
+        assert face.attributes == described.attributes and face.caption == described.caption
+        if "expression" in described.mentioned:  # a caption that names the expression gets a face with a mouth
+            rng = random.Random(face.seed)
+            sample_attributes(rng)
+            assert render(face.attributes, rng, 16)[3]
+    same = make_face(2_000_000, 16)
+    other = make_face_like(make_face(2_000_000, 8), 2_500_000, 16)
+    assert not np.array_equal(same.seg, other.seg)  # a new drawing, not the table's face
+    arrays = render_arrays(("text",), [2_500_000, 2_500_001], 16, 0, like=[2_000_000, 2_000_001])
+    assert np.array_equal(arrays["image"][0], other.image) and set(arrays) == {"image"}

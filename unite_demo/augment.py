@@ -130,24 +130,29 @@ def drawn_sketch(seg: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(small > 0.45, 255, 0).astype(np.uint8)
 
 
-def render_faces(modalities: tuple[str, ...], seeds, size: int, rng: np.random.Generator, augment: bool = True) -> list:
+def render_faces(modalities: tuple[str, ...], seeds, size: int, rng: np.random.Generator, augment: bool = True,
+                 like=None) -> list:
     """The faces of these seeds as a network reading `modalities` trains on them: its own conditions
-    as people make them (rough_seg / drawn_sketch), the others exactly as generated."""
+    as people make them (rough_seg / drawn_sketch), the others exactly as generated. like: seeds whose
+    captions the faces are drawn for instead (faces.make_face_like), one per seed."""
     from dataclasses import replace
 
-    from .faces import make_face
+    from .faces import make_face, make_face_like
 
-    faces = [make_face(int(s), size) for s in seeds]
+    if like is None:
+        faces = [make_face(int(s), size) for s in seeds]
+    else:
+        faces = [make_face_like(make_face(int(c), 8), int(s), size) for s, c in zip(seeds, like)]
     if not augment:
         return faces
     return [replace(f, seg=rough_seg(f.seg, rng) if "seg" in modalities else f.seg,
                     sketch=drawn_sketch(f.seg, rng) if "sketch" in modalities else f.sketch) for f in faces]
 
 
-def render_arrays(modalities: tuple[str, ...], seeds, size: int, seed: int) -> dict[str, np.ndarray]:
+def render_arrays(modalities: tuple[str, ...], seeds, size: int, seed: int, like=None) -> dict[str, np.ndarray]:
     """render_faces as uint8 arrays, for a worker process: image (N,H,W,3), and the network's own
     spatial conditions seg (N,H,W) class ids and sketch (N,H,W) 255 = stroke."""
-    faces = render_faces(modalities, seeds, size, np.random.default_rng(seed))
+    faces = render_faces(modalities, seeds, size, np.random.default_rng(seed), like=like)
     out = {"image": np.stack([f.image for f in faces])}
     for name in ("seg", "sketch"):
         if name in modalities:

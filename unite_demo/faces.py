@@ -390,3 +390,19 @@ def make_face(seed: int, size: int = 32) -> Face:
     caption, mentioned = caption_for(attrs, rng, unsaid=() if mouth else ("expression",))
     return Face(seed=seed, image=image, seg=seg, sketch=sketch, caption=caption, attributes=attrs,
                 mentioned=mentioned)
+
+
+def make_face_like(described: Face, seed: int, size: int = 32) -> Face:
+    """Another face that `described`'s caption fits: its attributes, this seed's drawing (layout, shapes),
+    its caption. A caption that names the expression needs a mouth: seeds are tried upwards until one
+    draws it. Training a caption reader this way sees new images for every caption it has."""
+    if size % 8:
+        raise ValueError(f"face size must be a multiple of 8, got {size}")
+    while True:
+        rng = random.Random(seed)
+        sample_attributes(rng)  # the same draws as make_face's before the drawing: the layouts follow its law
+        image, seg, sketch, mouth = render(described.attributes, rng, size)
+        if mouth or "expression" not in described.mentioned:
+            return Face(seed=seed, image=image, seg=seg, sketch=sketch, caption=described.caption,
+                        attributes=described.attributes, mentioned=described.mentioned)
+        seed += 1

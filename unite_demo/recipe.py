@@ -235,18 +235,18 @@ def open_network(name: str, args, device: torch.device, captions: dict, heads: d
 
 
 def submit(executor, net: Network, chunk: int, size: int):
-    """Render CHUNK faces for `net`: fresh seeds of its split, or rows of its caption table."""
+    """Render CHUNK faces for `net` from fresh seeds of its split; a caption network's are drawn for
+    captions of its table (rows), each a new face that the caption fits."""
     rng = np.random.default_rng([net.state["seed"], chunk])
-    rows = None
-    if net.seeds is None:
-        split = SPLITS[net.name]
-        seeds = rng.integers(split.start, split.stop, CHUNK)
-    else:
+    split = SPLITS[net.name]
+    seeds = rng.integers(split.start, split.stop, CHUNK)
+    rows = like = None
+    if net.seeds is not None:
         rows = rng.integers(0, len(net.seeds), CHUNK)
-        seeds = net.seeds[rows]
+        like = net.seeds[rows]
     net.in_flight += 1
     future = executor.submit(render_arrays, EXPERT_MODALITIES[net.name], seeds, net.model.config.image_size,
-                             int(rng.integers(2**31)))
+                             int(rng.integers(2**31)), like)
     return future, net, rows
 
 
@@ -273,7 +273,7 @@ def train(args) -> dict[str, Network]:
                 for n, net in nets.items()}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))  # save and export, then end
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))  # save and export, then end
 
     def wanted(net: Network) -> bool:
         """Render more for this network? Always below a minimum; with --reuse R, once each face
@@ -351,6 +351,7 @@ def train(args) -> dict[str, Network]:
                 report(nets, start)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+        signal.signal(signal.SIGTERM, previous)
     for n, net in nets.items():
         if net.running:
             log_loss(args, net, net.opt.param_groups[0]["lr"], seconds0[n] + time.time() - start)
@@ -475,6 +476,7 @@ def main_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("adopt", help="a run's files -> assets/experts, with model cards")
     a.add_argument("src")
     a.add_argument("--assets", default=str(DEFAULT_ASSETS))
+    a.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS, help="only these")
     return ap
 
 
@@ -489,7 +491,7 @@ def main(argv=None):
     elif args.cmd == "export":
         export(args)
     else:
-        for path in adopt(Path(args.src), Path(args.assets)):
+        for path in adopt(Path(args.src), Path(args.assets), args.networks):
             print(f"adopted {path}")
 
 
