@@ -85,18 +85,21 @@ def test_three_experts_make_a_face_that_follows_the_map(world):
     assert inside_skin < 30
 
 
-@pytest.mark.xfail(strict=True, reason="known: with the data-version-2 experts the product's hair for example 0 "
-                   "(grey in its caption) comes out nearer another hair colour; grey is the value the text expert "
-                   "mixes up most")
+@pytest.mark.xfail(strict=True, reason="known: the product's hair for example 0 (grey in its caption) comes out "
+                   "nearest grey in 1 of 3 seeds (blue, grey, brown): the segmentation expert's colour wins")
 def test_product_follows_the_caption_hair_colour(world):
     ex = load_examples()[0]
     req = world.request(seg=ex.seg, sketch=ex.sketch, text=ex.text)
     face = make_face(SPLITS["heldout"].start + EXAMPLE_SEEDS[0])
-    hair = np.mean([_region_mean(_final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=s), req.seg == 2)
-                    for s in range(3)], axis=0)
-    target = np.array(HAIR_RGB[face.attributes["hair_colour"]])
-    others = [np.array(c) for name, c in HAIR_RGB.items() if name != face.attributes["hair_colour"]]
-    assert all(np.linalg.norm(hair - target) < np.linalg.norm(hair - o) for o in others)
+    target = face.attributes["hair_colour"]
+
+    def nearest(rgb):
+        return min(HAIR_RGB, key=lambda name: np.linalg.norm(rgb - np.array(HAIR_RGB[name])))
+
+    # Judged per seed: the mean of several seeds' colours drifts towards grey whatever they are.
+    hair = [nearest(_region_mean(_final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=s), req.seg == 2))
+            for s in range(3)]
+    assert hair.count(target) >= 2, hair
 
 
 def test_text_alone_sets_the_hair_colour(world):

@@ -264,7 +264,7 @@ def train(args) -> dict[str, Network]:
         captions = load_file(str(args.captions))
         heads = json.loads(read_metadata(args.captions)["heads"])
     nets = {n: open_network(n, args, device, captions, heads) for n in names}
-    # Workers are started before anything else runs in parallel (spawn: no CUDA state is inherited).
+    # spawn, not fork: the render workers inherit no CUDA state and no torch thread pools.
     executor = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"))
     pending, chunk = [], {n: net.state["faces_rendered"] // CHUNK for n, net in nets.items()}
     scheds = {n: make_scheduler(net.model.config) for n, net in nets.items()}
@@ -278,7 +278,7 @@ def train(args) -> dict[str, Network]:
     def wanted(net: Network) -> bool:
         """Render more for this network? Always below a minimum; with --reuse R, once each face
         in the pool has been drawn about R times."""
-        if net.pool.rendered + net.in_flight * CHUNK < args.batch * 2:
+        if net.pool.rendered + net.in_flight * CHUNK < net.state["batch"] * 2:
             return True
         return args.reuse <= 0 or net.pool.drawn >= args.reuse * (net.pool.rendered + net.in_flight * CHUNK)
 
@@ -306,8 +306,7 @@ def train(args) -> dict[str, Network]:
     target = {n: net.state["step"] + args.steps if args.steps else math.inf for n, net in nets.items()}
     last_save = start
     seconds0 = {n: net.state["seconds"] for n, net in nets.items()}
-    busy = {n: 0.0 for n in nets}
-    schedule = [n for n in args.networks]
+    schedule = list(args.networks)
     turn = 0
     try:
         collect(block=False)
@@ -317,9 +316,8 @@ def train(args) -> dict[str, Network]:
             net = nets[name]
             if net.state["step"] >= target[name]:
                 continue
-            while net.pool.filled < args.batch:
+            while net.pool.filled < net.state["batch"]:
                 collect(block=True)
-            t0 = time.time()
             step = net.state["step"]
             lr = net.state["lr"] * min(1.0, (step + 1) / args.warmup)
             for g in net.opt.param_groups:
@@ -340,7 +338,6 @@ def train(args) -> dict[str, Network]:
             net.state["samples"] += net.state["batch"]
             if net.state["step"] % args.log_every == 0:
                 log_loss(args, net, lr, seconds0[name] + time.time() - start)
-            busy[name] += time.time() - t0
             collect(block=False)
             if time.time() - last_save > args.save_minutes * 60:
                 for n, other in nets.items():
