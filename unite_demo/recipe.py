@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -44,9 +43,9 @@ from safetensors.torch import load_file, save_file
 
 from .augment import render_arrays
 from .faces import DATA_VERSION, NUM_CLASSES, SPLITS, make_face
-from .model import CAPTION_DIM, FaceUNet, FaceUNetConfig, load_face_unet, read_metadata, save_face_unet
-from .train import (DEFAULT_ASSETS, EXPERT_MODALITIES, ROOT, init_record, load_checkpoint, make_scheduler,
-                    save_checkpoint, training_loss, write_card)
+from .model import CAPTION_DIM, FaceUNet, load_face_unet, read_metadata, save_face_unet
+from .train import (DEFAULT_ASSETS, EXPERT_MODALITIES, ROOT, hardware, init_record, load_checkpoint, load_ema,
+                    make_scheduler, save_checkpoint, training_loss, write_card)
 
 NETWORKS = ("seg", "sketch", "text", "joint")
 CAPTION_NETWORKS = tuple(n for n in NETWORKS if "text" in EXPERT_MODALITIES[n])
@@ -187,12 +186,6 @@ def default_precision() -> str:
     if torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return "bf16"
     return "fp32"
-
-
-def hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} {torch.get_num_threads()} threads"
 
 
 def open_network(name: str, args, device: torch.device, captions: dict, heads: dict) -> Network:
@@ -394,10 +387,7 @@ def export(args, names=NETWORKS) -> dict:
         ckpt = Path(args.work) / name / "last.safetensors"
         if not ckpt.exists():
             continue
-        meta = read_metadata(ckpt)
-        state = json.loads(meta["state"])
-        ema = FaceUNet(FaceUNetConfig.from_dict(json.loads(meta["config"])))
-        ema.load_state_dict({k[4:]: v for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")})
+        ema, state = load_ema(ckpt)
         split = SPLITS[name]
         record = {"expert": name, "split": f"faces.SPLITS[{name!r}] = seeds {split.start}..{split.stop - 1}",
                   "recipe": "python -m unite_demo.recipe train", "data_version": state["data_version"],

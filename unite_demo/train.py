@@ -114,6 +114,21 @@ def load_checkpoint(path: Path, model, ema, opt) -> dict:
     return json.loads(read_metadata(path)["state"])
 
 
+def load_ema(path: Path) -> tuple[FaceUNet, dict]:
+    """A training checkpoint's EMA network (float32, its own config) and its run state."""
+    meta = read_metadata(path)
+    ema = FaceUNet(FaceUNetConfig.from_dict(json.loads(meta["config"])))
+    ema.load_state_dict({k[4:]: v for k, v in load_file(str(path)).items() if k.startswith("ema.")})
+    return ema, json.loads(meta["state"])
+
+
+def hardware(device: torch.device) -> str:
+    """The device a run trains on, for its record."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} {torch.get_num_threads()} threads"
+
+
 def init_from(path: Path, model: FaceUNet) -> None:
     """Start from another network's weights (the shared base, or an earlier version of this
     expert), its EMA weights if present. Where this network is wider - input planes the source
@@ -232,8 +247,7 @@ def train(args) -> Path:
     if new_log:
         writer.writerow(["step", "loss", "lr", "seconds"])
     start, start_step, running = time.time(), state["step"], []
-    hw = f"{platform.processor() or platform.machine()} {torch.get_num_threads()} threads" if device.type == "cpu" \
-        else torch.cuda.get_device_name(device)
+    hw = hardware(device)
     if hw not in state["device_history"]:
         state["device_history"].append(hw)
     deadline = start + args.minutes * 60 if args.minutes else math.inf
@@ -279,12 +293,8 @@ def export(args) -> Path:
     """EMA weights of the checkpoint -> assets/experts/<expert>.safetensors (fp16) + model card."""
     from .model import load_face_unet  # noqa: F401  (the exported file must load back)
     ckpt = _ckpt_path(Path(args.out or ROOT / "checkpoints" / args.expert))
-    meta = read_metadata(ckpt)
-    config = FaceUNetConfig.from_dict(json.loads(meta["config"]))
-    state = json.loads(meta["state"])
-    ema = FaceUNet(config)
-    tensors = load_file(str(ckpt))
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    ema, state = load_ema(ckpt)
+    config = ema.config
     log = list(csv.DictReader(open(ckpt.parent / "loss.csv")))
     final_loss = float(np.mean([float(r["loss"]) for r in log[-5:]])) if log else None
     split = SPLITS["base" if args.expert == "base" else args.expert]
