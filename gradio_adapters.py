@@ -20,7 +20,7 @@ from gradio.components.image_editor import EditorData
 from gradio_client import utils as client_utils
 from PIL import Image
 
-from unite_demo.conditions import ConditionError, check_image_file, without_paths
+from unite_demo.worlds.conditions import ConditionError, check_image_file, without_paths
 
 
 def cache_image(value, cache_dir: str, format: str):
@@ -64,7 +64,7 @@ class ResultImage(gr.Image):
 # gradio 6.31.0 coerces or refuses what a caller sends in its own words, without naming the input (Slider and
 # Number: "Value 5 is greater than maximum value 3."; Textbox: str(5); Dropdown: its choices).
 class AsSent:
-    """An input whose value reaches the event's function as the caller sent it, for unite_demo.conditions
+    """An input whose value reaches the event's function as the caller sent it, for unite_demo.worlds.conditions
     to judge and name (None: the world's default). Mixed into a gradio component, last among the bases."""
 
     def preprocess(self, payload):
@@ -196,8 +196,8 @@ def guard_file_moves() -> None:
     processing_utils.async_move_files_to_cache = move_files_to_cache
 
 
-# gradio 6.31.0 asks matplotlib for its backend around every event (utils.MatplotlibBackendMananger): the first
-# event would pay matplotlib's import (~1 s).
+# gradio 6.31.0 asks matplotlib for its backend around every event (utils.MatplotlibBackendMananger): without
+# this, the first event would pay matplotlib's import.
 def import_matplotlib_now() -> None:
     try:
         import matplotlib
@@ -257,11 +257,11 @@ LIVE_JS = "() => { window.__uniteLiveKick?.(); return []; }"
 # gradio 6.31.0 answers a gr.skip() output (a prop update without props) with a new instance of the
 # component for the session (Blocks.postprocess_data), which the next value sent to that output stores in
 # the session's config under the new instance's own id, with its config, for good: with the conditions
-# skipped between a run's first and last message, ~35 KB more server memory per run. An output that has
+# skipped between a run's first and last message, server memory grows with every run. An output that has
 # not changed is sent again instead (gradio streams it as an empty diff); only a message whose outputs
 # belong to another run (a superseded live run) still skips them.
 class StreamedOutputs:
-    """One run's messages for the page: UNCHANGED (unite_demo.runs) becomes the value this output had in
+    """One run's messages for the page: UNCHANGED (unite_demo.studio.runs) becomes the value this output had in
     the run's last message, or gr.skip() where it had none or `skip` is set."""
 
     def __init__(self, unchanged):
@@ -280,7 +280,7 @@ class StreamedOutputs:
 
 
 # gradio 6.31.0 remembers the 10000 most recent sessions by default (Blocks.launch's state_session_capacity),
-# each with a copy of the page's config (~120 KB): 1.2 GB for visitors long gone.
+# each with a copy of the page's config: memory held for visitors long gone.
 MAX_SESSIONS = 1000
 
 # gradio keeps every image it sends in its cache folder (GRADIO_TEMP_DIR) for good unless Blocks'

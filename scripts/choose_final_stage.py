@@ -1,4 +1,4 @@
-"""Choose the final-image stage's finish (unite_demo.superres.FINISH) on validation slices that the
+"""Choose the final-image stage's finish (unite_demo.worlds.faces.final_stage.FINISH) on validation slices that the
 evaluation's tables never use: drawn cases 1000..1099 and held-out faces 9,001,000..9,001,099.
 
     .venv/bin/python scripts/choose_final_stage.py
@@ -20,12 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from unite_demo import evaluate, metric_nets, superres  # noqa: E402
-from unite_demo.conditions import face_conditions  # noqa: E402
-from unite_demo.drawn import drawn_case  # noqa: E402
-from unite_demo.faces import SPLITS, make_face  # noqa: E402
+from unite_demo.worlds.faces import final_stage  # noqa: E402
+from unite_demo.worlds.faces.evaluation import evaluate
+from unite_demo.worlds.faces.evaluation import metric_nets
+from unite_demo.worlds.faces.conditions import face_conditions  # noqa: E402
+from unite_demo.worlds.faces.evaluation.drawn import drawn_case  # noqa: E402
+from unite_demo.worlds.faces.data import SPLITS, make_face  # noqa: E402
 from unite_demo.limits import DEFAULTS  # noqa: E402
-from unite_demo.world import FACES_DIR, load_faces_world  # noqa: E402
+from unite_demo.worlds.faces.world import FACES_DIR, load_faces_world  # noqa: E402
 
 BILATERAL = (5, 30, 3)
 CANDIDATES = {
@@ -57,13 +59,13 @@ def main() -> None:
     samples = {which: evaluate.generate(poe, face_conditions(cases), N, size, args, 0, world)[0]
                for which, cases in sets.items()}
     without = {which: judge.score(samples[which], cases).consistency() for which, cases in sets.items()}
-    net = superres.load_net()
+    net = final_stage.load_net()
     print(f"{N} drawn and {N} held-out validation cases, product at the default settings, seed 0")
     print("| finish | grain vs bicubic (drawn / held-out) | edge sharpness (drawn / held-out) | consistency at 32 px, "
           "with / without (drawn / held-out) |\n| --- | --- | --- | --- |")
     best = None
     for name, finish in CANDIDATES.items():
-        stage = superres.FinalStage(net, finish).eval()
+        stage = final_stage.FinalStage(net, finish).eval()
         m = {which: evaluate.final_stage_metrics(stage, judge, samples[which], cases, without[which])
              for which, cases in sets.items()}
         ratio = max(v["grain"]["superres"] / v["grain"]["bicubic"] for v in m.values())

@@ -18,13 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from unite_demo import evaluate, metric_nets  # noqa: E402
-from unite_demo.combine import ProductOfExperts  # noqa: E402
-from unite_demo.conditions import face_conditions  # noqa: E402
-from unite_demo.drawn import drawn_case  # noqa: E402
-from unite_demo.faces import SPLITS, make_face  # noqa: E402
+from unite_demo.worlds.faces.evaluation import metric_nets  # noqa: E402
+from unite_demo.worlds.faces.evaluation import evaluate
+from unite_demo.method.combine import ProductOfExperts  # noqa: E402
+from unite_demo.worlds.faces.conditions import face_conditions  # noqa: E402
+from unite_demo.worlds.faces.evaluation.drawn import drawn_case  # noqa: E402
+from unite_demo.worlds.faces.data import SPLITS, make_face  # noqa: E402
 from unite_demo.limits import DEFAULTS  # noqa: E402
-from unite_demo.world import FACES_DIR, load_faces_world  # noqa: E402
+from unite_demo.worlds.faces.world import FACES_DIR, load_faces_world  # noqa: E402
 
 CANDIDATES = ({"seg": 1.5, "sketch": 1.0, "text": 1.5}, {"seg": 1.5, "sketch": 1.0, "text": 2.0},
               {"seg": 2.0, "sketch": 1.0, "text": 2.0}, {"seg": 1.5, "sketch": 1.25, "text": 1.5},

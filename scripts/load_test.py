@@ -3,13 +3,16 @@
     python scripts/load_test.py                       # starts `python app.py` on a free port (scripts/media.serve)
     python scripts/load_test.py --url http://127.0.0.1:7860/ --pid 1234
 
-First `warmup` requests one after the other (the server's memory is read after them), then rounds of
-`clients` threads, each with its own gradio_client.Client (its own session), sending `per_client`
-requests, until `total` requests have been sent; the memory is read again at the end. Every request
-has its own seed and a caption with a marker that must come back in the caption output (no request
-gets another's result); in each round, pairs of clients also send one identical request, which must
-give identical images. A request refused because the queue is full (demo.queue's max_size) counts as
-refused, not as a failure.
+Each of `clients` threads has its own gradio_client.Client (its own session). First `warmup` requests
+at once, one each from as many clients (the server's memory is read after them); then rounds in which
+all the clients run at once, each sending up to `per_client` requests one after another, until `total`
+requests have been sent in all, warm-up included; the memory is read again at the end. The defaults
+(20 clients, 3 per client, 100 in all, 10 warm-up, 2 steps) make 10 warm-up requests, a round of 60
+from 20 clients, then a round of 30 from 10 clients. Every request has its own seed and a caption with
+a marker that must come back in the caption output (no request gets another's result); in a round
+where both halves of the clients send, the second half's first requests repeat the first half's, and
+identical requests must give identical images. A request refused because the queue is full
+(demo.queue's max_size) counts as refused, not as a failure.
 
 Prints: requests sent, concurrency, completed / refused / failed, max wait, the server's RSS after
 `warmup` and after `total` requests, and the growth between them.
@@ -430,15 +433,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running studio (default: start `python app.py` on a free port)")
     ap.add_argument("--pid", type=int, help="the server's process id, for its memory (with --url)")
-    ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--per-client", type=int, default=3)
-    ap.add_argument("--total", type=int, default=100)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=20, help="clients sending at once (default 20)")
+    ap.add_argument("--per-client", type=int, default=3,
+                    help="requests each client sends one after another in a round (default 3)")
+    ap.add_argument("--total", type=int, default=100, help="requests in all, warm-up included (default 100)")
+    ap.add_argument("--warmup", type=int, default=10,
+                    help="requests sent at once before the rounds; the RSS is read after them (default 10)")
+    ap.add_argument("--steps", type=int, default=2, help="denoising steps per request (default 2)")
     ap.add_argument("--soak", type=int, metavar="N",
                     help="instead: the soak, N requests of mixed kinds (good, bad, stopped, abandoned; SOAK_MIX) "
                          "from --clients clients, the RSS read every --every requests")
-    ap.add_argument("--every", type=int, default=100)
+    ap.add_argument("--every", type=int, default=100, help="with --soak: read the RSS every this many requests")
     args = ap.parse_args(argv)
     if args.soak:
         test = (lambda url, pid: soak(url, pid, clients=args.clients, total=args.soak, every=args.every,

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from media import VIEWPORT, StudioPage, chromium, serve  # noqa: E402
 
 from unite_demo.limits import RESULT_SIZE  # noqa: E402
-from unite_demo.strips import GAP  # noqa: E402
+from unite_demo.studio.strips import GAP  # noqa: E402
 
 TARGETS = {"first_preview_s": 0.3, "final_s": 1.5}
 EXPLAIN_TARGET = 2.5  # the explain view's final strip, as a multiple of a normal run's final image

@@ -1,7 +1,13 @@
 """The studio seen from outside: start the page (`python app.py`) on a free port, drive it in headless
 Chromium with Playwright, and make the README's media from it.
 
-    python scripts/media.py   # docs/screenshot.png (the page after a run), docs/denoising.gif, docs/freehand.png
+    python scripts/media.py   # overwrites docs/denoising.gif, docs/freehand.png and docs/screenshot.png
+
+It rewrites these three files, which are tracked in git (the README and docs/evaluation.md show them):
+docs/denoising.gif (one run's steps), docs/freehand.png (six faces painted in the page, with their
+results) and docs/screenshot.png (the page after a run). --animation, --freehand and --screenshot
+write them elsewhere instead. It prints each file as it writes it, the mIoU of each painted face's
+result against its painted map (and their mean), and the screenshot run's timings.
 
 The helpers here (serve, chromium, StudioPage) are shared by scripts/measure_ui.py and the tests.
 Chromium is Debian's /usr/bin/chromium (scripts/test.sh installs it); never `playwright install`.
@@ -222,7 +228,7 @@ class StudioPage:
         """From a blank map and an empty sketch: paint the face's map with the palette brush (hair cap,
         skin ellipse, two eyes, a mouth) and sketch its outline, eyes and mouth. `face`: cx, cy, r
         (half-width) as fractions of the canvas, and hair (bool)."""
-        from unite_demo.faces import PALETTE_RGB
+        from unite_demo.worlds.faces.data import PALETTE_RGB
 
         colour = {k: tuple(int(c) for c in PALETTE_RGB[k]) for k in range(len(PALETTE_RGB))}
         cx, cy, r = face["cx"], face["cy"], face["r"]
@@ -341,9 +347,9 @@ def freehand_miou(received_view: np.ndarray, result: np.ndarray) -> float:
     seg expert received (its 128 px view)."""
     from PIL import Image
 
-    from unite_demo import metric_nets
-    from unite_demo.conditions import seg_from_image
-    from unite_demo.metrics import miou
+    from unite_demo.worlds.faces.evaluation import metric_nets
+    from unite_demo.worlds.conditions import seg_from_image
+    from unite_demo.worlds.faces.evaluation.metrics import miou
 
     received = seg_from_image(received_view, 32)
     small = np.asarray(Image.fromarray(result).resize((32, 32), Image.Resampling.BOX))
@@ -398,19 +404,19 @@ def make_animation(out: Path) -> Path:
     """One run's previews, beside the conditions as the experts received them, as an animated GIF."""
     from PIL import Image, ImageDraw
 
-    from unite_demo.inputs import Card, RunInputs
+    from unite_demo.studio.inputs import RunInputs
     from unite_demo.limits import RESULT_SIZE
-    from unite_demo.pages import example_inputs
-    from unite_demo.runs import save_frames
-    from unite_demo.studio import Studio
+    from unite_demo.studio.pages import example_inputs
+    from unite_demo.studio.runs import save_frames
+    from unite_demo.studio.studio import Studio
 
     ex = example_inputs(0)
     frames = []
     size = RESULT_SIZE
-    cards = {m: Card(getattr(ex, m), reliability=ex.reliability[m]) for m in ("seg", "sketch", "text")}
-    for u in Studio().run(RunInputs(cards, seed=ex.seed)):
+    params = {**ex.values, **{f"r_{m}": r for m, r in ex.reliability.items()}, "seed": ex.seed}
+    for u in Studio().run(RunInputs.from_params(params)):
         panel = Image.new("RGB", (3 * size + 40, size + 36), "white")
-        for k, img in enumerate((u.seg, u.sketch, u.image)):
+        for k, img in enumerate((u.views["seg"], u.views["sketch"], u.image)):
             if img is not None:
                 panel.paste(img.convert("RGB").resize((size, size), Image.Resampling.NEAREST if k < 2 else
                                                       Image.Resampling.BICUBIC), (10 + k * (size + 10), 10))
@@ -425,9 +431,12 @@ def make_animation(out: Path) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "screenshot.png")
-    ap.add_argument("--animation", type=Path, default=ROOT / "docs" / "denoising.gif")
-    ap.add_argument("--freehand", type=Path, default=ROOT / "docs" / "freehand.png")
+    ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "screenshot.png",
+                    help="where the page after a run goes (default: overwrites the tracked docs/screenshot.png)")
+    ap.add_argument("--animation", type=Path, default=ROOT / "docs" / "denoising.gif",
+                    help="where one run's steps go (default: overwrites the tracked docs/denoising.gif)")
+    ap.add_argument("--freehand", type=Path, default=ROOT / "docs" / "freehand.png",
+                    help="where the painted faces go (default: overwrites the tracked docs/freehand.png)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     print(f"wrote {make_animation(args.animation)}")

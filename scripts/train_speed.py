@@ -21,9 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from unite_demo import recipe  # noqa: E402
-from unite_demo.model import load_face_unet  # noqa: E402
-from unite_demo.train import DEFAULT_ASSETS, batch_for_step, make_scheduler, training_loss  # noqa: E402
+from unite_demo.worlds.faces.training import recipe  # noqa: E402
+from unite_demo.worlds.faces.model import load_face_unet  # noqa: E402
+from unite_demo.worlds.faces.training.train import (DEFAULT_ASSETS, batch_for_step, make_scheduler,  # noqa: E402
+                                                    training_loss)
 
 
 def loop_speed(network: str, batch: int, seconds: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from unite_demo.experts import NoiseSchedule, to_eps
+from unite_demo.method.experts import NoiseSchedule, to_eps
 
 SPACE = "pixel 3x8x8"
 

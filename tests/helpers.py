@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 from gradio_client import handle_file
 
-from unite_demo.inputs import Card, RunInputs, build_request
-from unite_demo.limits import DEFAULTS
-from unite_demo.runs import ResultCache
-from unite_demo.studio import LoadedWorlds, Studio
-from unite_demo.world import BUILTIN
+from unite_demo.studio.inputs import RunInputs, build_request
+from unite_demo.studio.runs import ResultCache
+from unite_demo.studio.studio import LoadedWorlds, Studio
+from unite_demo.worlds.faces.world import BUILTIN
 
 WORLDS = LoadedWorlds()  # one per test process: every world is loaded and warmed up once
 
@@ -46,15 +45,9 @@ def header_only_png(path: Path, w: int, h: int) -> Path:
     return path
 
 
-def run_inputs(world=BUILTIN, *, seg=None, sketch=None, text=None, seg_on=True, sketch_on=True, text_on=True,
-               r_seg=None, r_sketch=None, r_text=None, seed=DEFAULTS["seed"], steps=None, guidance=None,
-               sampler=DEFAULTS["sampler"], class_name=None, r_class=None, superres=True, view="product", sweep=None,
-               sweep_values=None) -> RunInputs:
-    """A run's inputs asked with /generate's parameter names (None: the world's default)."""
-    cards = {"seg": Card(seg, seg_on, r_seg), "sketch": Card(sketch, sketch_on, r_sketch),
-             "text": Card(text, text_on, r_text), "class": Card(class_name, True, r_class)}
-    return RunInputs(cards, seed=seed, steps=steps, guidance=guidance, sampler=sampler, world=world,
-                     superres=superres, view=view, sweep=sweep, sweep_values=sweep_values)
+def run_inputs(world=BUILTIN, **widgets) -> RunInputs:
+    """A run's inputs asked with /generate's parameter names (left out: the world's default)."""
+    return RunInputs.from_params({"world": world, **widgets})
 
 
 def request(world, **widgets):

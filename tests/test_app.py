@@ -1,7 +1,6 @@
 """End to end through the API: `python app.py` serving on a free localhost port, driven by gradio_client
 exactly as the README shows (streamed previews, determinism, empty and bad requests, uploads)."""
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -15,9 +14,11 @@ from PIL import Image, ImageDraw
 from helpers import editor_value, run
 from unite_demo.limits import DEFAULTS
 from scripts.media import serve
-from unite_demo import generate, limits, pages, runs
-from unite_demo.examples import load_examples
-from unite_demo.faces import PALETTE_RGB, make_face
+from unite_demo import generate, limits
+from unite_demo.studio import pages
+from unite_demo.studio import runs
+from unite_demo.worlds.faces.examples import load_examples
+from unite_demo.worlds.faces.data import PALETTE_RGB, make_face
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,18 +154,9 @@ def test_uploaded_photo_becomes_a_sketch_and_a_painted_map_its_classes(client, t
     assert colours == {tuple(PALETTE_RGB[k]) for k in (0, 1, 5)}
 
 
-def load_app(name: str, monkeypatch, spaces_module=None):
-    if spaces_module is not None:
-        monkeypatch.setitem(sys.modules, "spaces", spaces_module)
-    else:
-        monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError
-    spec = importlib.util.spec_from_file_location(name, ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_spaces_gpu_wraps_the_generation_only_when_available(monkeypatch):
+    import app
+
     wrapped = []
 
     def gpu(fn):
@@ -174,12 +166,14 @@ def test_spaces_gpu_wraps_the_generation_only_when_available(monkeypatch):
         wrapped.append(fn.__name__)
         return inner
 
-    with_spaces = load_app("app_on_spaces", monkeypatch, types.SimpleNamespace(GPU=gpu))
-    assert wrapped == ["generate"] and with_spaces.generate.__wrapped__.__name__ == "generate"
-    plain = load_app("app_plain", monkeypatch)
-    assert plain.generate.__name__ == "generate" and not hasattr(plain.generate, "__wrapped__")
-    q = plain.demo._queue
+    monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError
+    plain = app.start()
+    assert wrapped == []
+    q = plain._queue
     assert q.max_size and q.max_size > 1 and q.default_concurrency_limit >= 1
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    app.start()
+    assert wrapped == ["generate"]
 
 
 @pytest.mark.parametrize("widget, value, flag", [
@@ -190,7 +184,8 @@ def test_spaces_gpu_wraps_the_generation_only_when_available(monkeypatch):
 ])
 def test_an_out_of_range_value_gets_the_same_answer_from_the_page_the_api_and_the_cli(
         client, monkeypatch, capsys, tmp_path, widget, value, flag):
-    page = load_app("app_limits", monkeypatch)
+    import app as page
+
     widgets = dict(seg=None, sketch=None, text="a face", seg_on=True, sketch_on=True, text_on=True, r_seg=None,
                    r_sketch=None, r_text=None, seed=0, steps=2, guidance=2.0, sampler="dpmpp", world="cartoon-faces",
                    live=False)

@@ -1,12 +1,12 @@
-"""Conditions as people make them (unite_demo.augment): seeded, close to the map they come from, and
+"""Conditions as people make them (unite_demo.worlds.faces.training.augment): seeded, close to the map they come from, and
 as rough as painted maps and drawn sketches are."""
 
 import numpy as np
 import torch
 
-from unite_demo import augment
-from unite_demo.faces import NUM_CLASSES, make_face, sketch_from_labels
-from unite_demo.metrics import edge_f1, miou
+from unite_demo.worlds.faces.training import augment
+from unite_demo.worlds.faces.data import NUM_CLASSES, make_face, sketch_from_labels
+from unite_demo.worlds.faces.evaluation.metrics import edge_f1, miou
 
 
 def _faces(n=40):
@@ -60,7 +60,7 @@ def test_stroke_width_follows_the_face_size():
 
 
 def test_training_batches_augment_only_the_experts_own_condition():
-    from unite_demo import train
+    from unite_demo.worlds.faces.training import train
 
     x_a, c_a = train.batch_for_step("seg", 0, 3, 8, 32, p_drop=0.0)
     x_b, c_b = train.batch_for_step("seg", 0, 3, 8, 32, p_drop=0.0)

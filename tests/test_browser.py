@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 from scripts.media import FREEHAND, VIEWPORT, StudioPage, chromium, freehand_miou, serve, shown_image
-from unite_demo import canvas
-from unite_demo.conditions import seg_from_image, sketch_from_image
-from unite_demo.examples import load_examples
-from unite_demo.faces import PALETTE_RGB, make_face
+from unite_demo.worlds import canvas
+from unite_demo.worlds.conditions import seg_from_image, sketch_from_image
+from unite_demo.worlds.faces.examples import load_examples
+from unite_demo.worlds.faces.data import PALETTE_RGB, make_face
 from unite_demo.limits import RESULT_SIZE
-from unite_demo.strips import GAP
+from unite_demo.studio.strips import GAP
 
 pytestmark = pytest.mark.slow
 GLASSES = tuple(int(c) for c in PALETTE_RGB[6])

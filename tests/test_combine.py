@@ -7,8 +7,8 @@ import torch
 from diffusers import DDPMScheduler
 from dummies import DummyDenoiser, ScheduledDummy, true_eps
 
-from unite_demo.combine import GuidanceOptions, ProductOfExperts, combine_eps, prior_weights
-from unite_demo.experts import Expert, NoiseSchedule, eps_to_x0, to_eps, x0_to_eps
+from unite_demo.method.combine import GuidanceOptions, ProductOfExperts, combine_eps, prior_weights
+from unite_demo.method.experts import Expert, NoiseSchedule, eps_to_x0, to_eps, x0_to_eps
 
 
 def _inputs(seed=0, b=2):

@@ -7,11 +7,22 @@ import pytest
 import torch
 from PIL import Image
 
-from unite_demo.conditions import (MAX_SIDE, ConditionError, check_text, make_request, parse_reliability,
-                                   seg_from_image, seg_tensor, sketch_from_image, sketch_tensor)
-from unite_demo.faces import NUM_CLASSES, make_face, seg_to_rgb
+from types import SimpleNamespace
+
+from unite_demo.worlds.conditions import (MAX_SIDE, ConditionError, check_text, make_request, parse_reliability,
+                                          seg_from_image, sketch_from_image)
+from unite_demo.worlds.faces.conditions import seg_tensor, sketch_tensor
+from unite_demo.worlds.faces.data import FACES_PALETTE, NUM_CLASSES, make_face, seg_to_rgb
+from unite_demo.worlds.faces.text import encode_captions
+from unite_demo.worlds.modalities import MODALITIES
 
 MODS = ("seg", "sketch", "text")
+# What the modalities read of a world, for the cartoon faces at 32 px (no networks needed)
+FACES = SimpleNamespace(image_size=32, palette=FACES_PALETTE, class_names=(), encode_text=encode_captions)
+
+
+def faces_request(inputs=None, **settings):
+    return make_request(32, MODS, inputs, read=lambda m, given: MODALITIES[m].read(given, FACES), **settings)
 
 
 def _png(arr):
@@ -101,20 +112,20 @@ def test_text_and_reliability_parsing():
 
 def test_make_request_validates_every_field():
     f = make_face(6, 32)
-    req = make_request(32, MODS, seg=seg_to_rgb(f.seg), sketch=f.sketch, text="a face", reliability="text=2",
-                       default_reliability={"seg": 0.5})
+    req = faces_request({"seg": seg_to_rgb(f.seg), "sketch": f.sketch, "text": "a face"}, reliability="text=2",
+                        default_reliability={"seg": 0.5})
     assert req.reliability == {"seg": 0.5, "sketch": 1.0, "text": 2.0}
-    assert req.present() == MODS
-    cond = req.tensors()
+    assert req.present() == MODS and np.array_equal(req.values["seg"], f.seg)
+    cond = {m: MODALITIES[m].tensor(v, FACES) for m, v in req.values.items()}
     assert cond["seg"].shape == (1, NUM_CLASSES, 32, 32) and cond["sketch"].shape == (1, 2, 32, 32)
     assert cond["text"].shape == (1, 384) and torch.allclose(cond["text"].norm(), torch.tensor(1.0))
-    empty = make_request(32, MODS, sketch=np.zeros((64, 64), np.uint8), text="")
+    empty = faces_request({"sketch": np.zeros((64, 64), np.uint8), "text": ""})
     assert empty.present() == () and any("sketch is empty" in n for n in empty.notes)
     for kwargs, msg in (({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"seed": -1}, "seed"),
                         ({"guidance": float("inf")}, "guidance"), ({"sampler": "euler"}, "unknown sampler 'euler'"),
                         ({"reliability": {"colour": 1}}, "unknown modality")):
         with pytest.raises(ConditionError, match=msg):
-            make_request(32, MODS, **kwargs)
+            faces_request(**kwargs)
 
 
 def test_condition_tensors():

@@ -3,9 +3,9 @@ generator's faces (another procedure, other captions)."""
 
 import numpy as np
 
-from unite_demo.drawn import DRAWN_N, drawn_case, drawn_set
-from unite_demo.faces import ATTRIBUTES, SPLITS, SYNONYMS, make_face
-from unite_demo.conditions import seg_from_image, sketch_from_image
+from unite_demo.worlds.faces.evaluation.drawn import DRAWN_N, drawn_case, drawn_set
+from unite_demo.worlds.faces.data import ATTRIBUTES, SPLITS, SYNONYMS, make_face
+from unite_demo.worlds.conditions import seg_from_image, sketch_from_image
 
 
 def test_cases_are_reproducible_and_distinct():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from unite_demo import engines
+from unite_demo.method import engines
 
 
 class Small(nn.Module):
@@ -62,7 +62,7 @@ def test_an_engine_that_cannot_serve_falls_back_with_a_warning(tmp_path, monkeyp
         raise RuntimeError("no exporter here")
 
     monkeypatch.setattr(engines, "export_onnx", broken)
-    with caplog.at_level(logging.WARNING, logger="unite_demo.engines"):
+    with caplog.at_level(logging.WARNING, logger="unite_demo.method.engines"):
         served = engines.serve(_net(), EXAMPLE, ("x", "t"), "onnx")
     assert isinstance(served, torch.jit.ScriptModule)
     assert "no exporter here" in caplog.text
@@ -73,7 +73,7 @@ def test_an_export_that_disagrees_with_the_module_is_not_served(tmp_path, monkey
     net = _net()
     real = engines.export_onnx
     monkeypatch.setattr(engines, "export_onnx", lambda n, *a: real(_net(1), *a))  # another network's graph
-    with caplog.at_level(logging.WARNING, logger="unite_demo.engines"):
+    with caplog.at_level(logging.WARNING, logger="unite_demo.method.engines"):
         served = engines.serve(net, EXAMPLE, ("x", "t"), "onnx")
     assert not isinstance(served, engines.OnnxForward) and "differs from the module's" in caplog.text
 

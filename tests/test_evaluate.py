@@ -8,8 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from unite_demo import evaluate, metric_nets, train
-from unite_demo.world import DEFAULTS
+from unite_demo.worlds.faces.evaluation import evaluate
+from unite_demo.worlds.faces.evaluation import metric_nets
+from unite_demo.worlds.faces.training import train
+from unite_demo.limits import DEFAULTS
 
 TINY = ["--size", "32", "--channels", "16", "32", "32", "--batch", "4", "--log-every", "1", "--save-every", "1000",
         "--warmup", "2", "--steps", "2"]
@@ -121,7 +123,7 @@ def test_text_accuracy_per_attribute_counts_only_the_captions_that_mention_it(mo
     the pooled text accuracy; the background gets no number, in the JSON nor in the table."""
     import dataclasses
 
-    from unite_demo.faces import ATTRIBUTES, SPLITS, make_face
+    from unite_demo.worlds.faces.data import ATTRIBUTES, SPLITS, make_face
 
     faces = [make_face(SPLITS["heldout"].start + k, 32) for k in range(6)]
     mentions = [("glasses", "hair_colour"), ("glasses", "beard", "eye_colour"), ("glasses",), ("beard",),
@@ -209,11 +211,11 @@ def test_the_final_stage_the_guidance_remedies_and_the_solvers_get_their_rows(ti
     """With a final-image stage: its section (grain, edge sharpness, consistencies at 32 px, PSNR on
     renders); with --remedies: a product row per guidance option, each making other images; with
     --solvers: the product's consistencies and FD at each sampler and step count, in the report."""
-    from unite_demo import superres
+    from unite_demo.worlds.faces import final_stage
 
-    net = superres.SuperRes(superres.SRConfig(channels=8, blocks=1))
+    net = final_stage.SuperRes(final_stage.SRConfig(channels=8, blocks=1))
     net.config.extra = {"steps": 0}
-    superres.save_net(net.eval(), tmp_path / "sr.safetensors")
+    final_stage.save_net(net.eval(), tmp_path / "sr.safetensors")
     data = _run(tiny, "fs", "--superres-file", str(tmp_path / "sr.safetensors"), "--remedies", "plain", "apg",
                 "--solvers", "unipc:2", "dpmpp:3")
     section = data["final_stage"]

@@ -7,8 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from unite_demo.faces import (ATTRIBUTES, BACKGROUND_RGB, BALD_WORDS, HAIR_RGB, NUM_CLASSES, PALETTE, SKIN_RGB,
-                              SPLITS, SYNONYMS, UNKNOWN_DETAILS, caption_for, make_face, sample_attributes)
+from unite_demo.worlds.faces.data import (ATTRIBUTES, BACKGROUND_RGB, BALD_WORDS, HAIR_RGB, NUM_CLASSES, PALETTE,
+                                          SKIN_RGB, SPLITS, SYNONYMS, UNKNOWN_DETAILS, caption_for, make_face,
+                                          sample_attributes)
 
 
 def test_same_seed_same_face_other_seed_other_face():

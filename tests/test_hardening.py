@@ -1,5 +1,5 @@
 """Hardening without a server: every odd input the page, the API and the command line can receive gets
-one clear message from the one validation place (unite_demo.conditions, reached through
+one clear message from the one validation place (unite_demo.worlds.conditions, reached through
 Studio.run), faults stop a run with a message, and the code loads weights safely.
 The live-server half (fuzzing /generate, crowds, Stop, disconnects, files served) is
 tests/test_server_hardening.py."""
@@ -15,10 +15,12 @@ import torch
 from PIL import Image
 
 from helpers import WORLDS, editor, header_only_png, run
-from unite_demo import limits, runs, worlds
-from unite_demo.conditions import MAX_SIDE, MAX_TEXT_CHARS, ConditionError, check_image_file
-from unite_demo.faces import PALETTE_RGB
-from unite_demo.studio import Studio
+from unite_demo import limits
+from unite_demo.studio import runs
+from unite_demo.worlds import registry as worlds
+from unite_demo.worlds.conditions import MAX_SIDE, MAX_TEXT_CHARS, ConditionError, check_image_file
+from unite_demo.worlds.faces.data import PALETTE_RGB
+from unite_demo.studio.studio import Studio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,19 +58,19 @@ def test_a_map_in_any_image_mode_is_read_as_the_same_classes(world, tmp_path, mo
         img = img.convert(mode) if mode != "I;16" else Image.fromarray((np.asarray(img, np.uint16) * 257))
         path = saved(tmp_path, "s.tiff" if mode in ("I", "F", "I;16") else "s.png", img)
         update = run_request(sketch=editor(str(path)), seg_on=False, text_on=False)
-        seen = np.asarray(update.sketch)
+        seen = np.asarray(update.views["sketch"])
         assert seen.shape[:2] == (limits.CONDITION_SIZE,) * 2 and (seen > 127).any() and (seen < 128).any()
         return
     img = rgb.convert(mode) if mode != "P" else rgb.quantize(8)
     path = saved(tmp_path, "m.jpg" if mode == "CMYK" else "m.png", img, **({"quality": 100} if mode == "CMYK" else {}))
     update = run_request(seg=editor(str(path)), sketch_on=False, text_on=False)
-    colours = {tuple(c) for c in np.asarray(update.seg).reshape(-1, 3)}
+    colours = {tuple(c) for c in np.asarray(update.views["seg"]).reshape(-1, 3)}
     assert colours == {tuple(PALETTE_RGB[0]), tuple(PALETTE_RGB[1])}
 
 
 def test_tiny_images_work_and_huge_ones_are_refused_from_their_header(world, tmp_path):
     one = saved(tmp_path, "one.png", Image.new("RGB", (1, 1), tuple(int(v) for v in PALETTE_RGB[1])))
-    assert run_request(seg=editor(str(one)), sketch_on=False, text_on=False).seg is not None  # all skin
+    assert run_request(seg=editor(str(one)), sketch_on=False, text_on=False).views["seg"] is not None  # all skin
     huge = header_only_png(tmp_path / "huge.png", 10_000, 10_000)
     for call in (lambda: check_image_file(huge, "segmentation map"),
                  lambda: run_request(seg=editor(str(huge)))):
@@ -104,11 +106,11 @@ def test_empty_canvases_and_foreign_colours(world):
     white = np.full((256, 256, 3), 255, np.uint8)
     clear = np.zeros((256, 256, 4), np.uint8)
     update = run_request(seg=editor(clear), sketch=editor(white), text="")
-    assert update.seg is None and update.sketch is None  # all off: the page says so
+    assert update.views["seg"] is None and update.views["sketch"] is None  # all off: the page says so
     assert "sketch" in update.status and "empty" in update.status
     odd = face_map()
     odd[:64, :64] = (13, 250, 99)  # not a palette colour: read as its nearest class, never blended
-    colours = {tuple(c) for c in np.asarray(run_request(seg=editor(odd)).seg).reshape(-1, 3)}
+    colours = {tuple(c) for c in np.asarray(run_request(seg=editor(odd)).views["seg"]).reshape(-1, 3)}
     assert colours <= {tuple(c) for c in PALETTE_RGB}
 
 
@@ -179,7 +181,7 @@ def test_a_non_finite_value_during_sampling_stops_the_run_with_a_message(world, 
 
 def test_a_world_whose_weights_fail_to_load_says_so_and_the_others_keep_working(world, tmp_path, monkeypatch,
                                                                                     sd15_folders):
-    from unite_demo import sd15
+    from unite_demo.worlds import pretrained as sd15
     from tiny_sd15 import write_tiny_models
 
     folders = write_tiny_models(tmp_path / "broken")
@@ -206,7 +208,7 @@ def test_a_world_whose_weights_fail_to_load_says_so_and_the_others_keep_working(
 # --- security -----------------------------------------------------------------------------------
 
 def source_files():
-    return [p for p in [ROOT / "app.py", *(ROOT / "unite_demo").glob("*.py"), *(ROOT / "scripts").glob("*.py")]]
+    return [ROOT / "app.py", ROOT / "gradio_adapters.py", *(ROOT / "unite_demo").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]
 
 
 def test_no_pickle_loading_and_no_remote_code_anywhere_in_the_code():
@@ -226,7 +228,7 @@ SAFE_LOAD = re.compile(r"torch\.load\([^)]*weights_only=True\)")
 def test_pretrained_weights_load_from_safetensors_only(tmp_path, monkeypatch):
     from diffusers import UNet2DConditionModel
 
-    from unite_demo import sd15
+    from unite_demo.worlds import pretrained as sd15
 
     tiny = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
                                 block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),

@@ -4,9 +4,9 @@ import pytest
 import torch
 from dummies import DummyDenoiser
 
-from unite_demo.combine import ProductOfExperts
-from unite_demo.experts import Expert
-from unite_demo.sampler import SAMPLERS, sample
+from unite_demo.method.combine import ProductOfExperts
+from unite_demo.method.experts import Expert
+from unite_demo.method.sampler import SAMPLERS, sample
 
 
 def _poe():

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from unite_demo import sd15
-from unite_demo.combine import ProductOfExperts
-from unite_demo.experts import Expert
-from unite_demo.labels import (ADE20K, ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, ade20k_painter_order,
-                               imagenet_classes)
-from unite_demo.sd15 import PretrainedConfig, WeightsMissing
+from unite_demo.worlds import pretrained as sd15
+from unite_demo.method.combine import ProductOfExperts
+from unite_demo.method.experts import Expert
+from unite_demo.worlds.pretrained.labels import (ADE20K, ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, ade20k_painter_order,
+                                                 imagenet_classes)
+from unite_demo.worlds.pretrained import PretrainedConfig, WeightsMissing
 
 from tiny_sd15 import SIZE
 from tiny_sd15 import seg_rgb as _seg_rgb
@@ -57,7 +57,7 @@ def _sketch(s=SIZE):
 
 
 def _inputs(**extra):
-    return {"text": "a cat", "sketch": _sketch(), "seg": _seg_rgb(), "class_id": "goldfish", **extra}
+    return {"text": "a cat", "sketch": _sketch(), "seg": _seg_rgb(), "class_name": "goldfish", **extra}
 
 
 def _x(seed=0):
@@ -85,7 +85,7 @@ def test_ade20k_palette_and_imagenet_names():
 # Configuration and loading
 
 def test_world_is_hidden_and_explained_when_weights_are_missing(tmp_path, clean_env):
-    from unite_demo import worlds
+    from unite_demo.worlds import registry as worlds
 
     clean_env.setenv("UNITE_SD15", str(tmp_path / "nowhere"))
     clean_env.setenv("UNITE_CONTROLNET_SCRIBBLE", "unite-test/not-a-cached-repo")
@@ -95,7 +95,7 @@ def test_world_is_hidden_and_explained_when_weights_are_missing(tmp_path, clean_
         worlds.load("sd15")
     msg = str(e.value)
     assert "UNITE_SD15=" in msg and "no such folder" in msg and "UNITE_CONTROLNET_SCRIBBLE=" in msg
-    assert "UNITE_DOWNLOAD=1" in msg and "hf download" in msg and "README" in msg
+    assert "UNITE_DOWNLOAD=1" in msg and "hf download" in msg and "docs/pretrained-worlds.md" in msg
     # A bad setting hides the worlds (the built-in world keeps working) and is raised on loading.
     clean_env.setenv("UNITE_SD15_SIZE", "500")
     with pytest.warns(UserWarning, match="multiple of 64"):
@@ -105,7 +105,7 @@ def test_world_is_hidden_and_explained_when_weights_are_missing(tmp_path, clean_
 
 
 def test_page_lists_the_worlds_when_configured(config, clean_env):
-    from unite_demo import worlds
+    from unite_demo.worlds import registry as worlds
 
     for var, value in config.env().items():
         clean_env.setenv(var, value)
@@ -122,7 +122,7 @@ def test_world_loads_from_local_folders_and_generates(world):
     assert sd.unet.dtype == torch.float32 and sd.space == "sd-vae latent 4x8x8" == world.experts[3].denoiser.space
     assert (world.beta_schedule, world.beta_start, world.beta_end) == ("scaled_linear", 0.00085, 0.012)
     req = world.request(**_inputs(), steps=2)
-    assert req.class_id == 1 and req.guidance == sd15.SD_DEFAULTS["guidance"]
+    assert req.values.get("class") == 1 and req.guidance == sd15.SD_DEFAULTS["guidance"]
     frames = list(world.generate(req))
     assert len(frames) == 3 and frames[-1].done
     assert frames[0].image.shape == (1, 3, 8, 8)  # the linear latent -> RGB preview
@@ -134,15 +134,15 @@ def test_world_loads_from_local_folders_and_generates(world):
 
 
 def test_requests_validate_world_inputs(world):
-    from unite_demo.conditions import ConditionError
+    from unite_demo.worlds.conditions import ConditionError
 
-    assert world.request(class_id=207).class_id == 207
-    assert world.request(class_id="Goldfish").class_id == 1
+    assert world.request(class_name=207).values.get("class") == 207
+    assert world.request(class_name="Goldfish").values.get("class") == 1
     with pytest.raises(ConditionError, match="unknown class name 'goldfsh'"):
-        world.request(class_id="goldfsh")
+        world.request(class_name="goldfsh")
     with pytest.raises(ConditionError, match="from 0 to 999"):
-        world.request(class_id=1000)
-    seg = world.request(seg=_seg_rgb("sea", "sand")).seg
+        world.request(class_name=1000)
+    seg = world.request(seg=_seg_rgb("sea", "sand")).values.get("seg")
     assert set(np.unique(seg)) == {ADE20K_NAMES.index("sea"), ADE20K_NAMES.index("sand")}
     with pytest.raises(ConditionError, match="not palette colours"):
         world.request(seg=np.full((SIZE, SIZE, 3), (3, 3, 3), np.uint8))
@@ -152,9 +152,9 @@ def test_requests_validate_world_inputs(world):
 def test_sd15_world_has_no_class_expert(config):
     w = sd15.load_world("sd15", config)
     assert w.modalities == ("text", "sketch", "seg")
-    from unite_demo.conditions import ConditionError
+    from unite_demo.worlds.conditions import ConditionError
     with pytest.raises(ConditionError, match="no class expert"):
-        w.request(class_id=3)
+        w.request(class_name=3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +344,7 @@ def test_tiny_preview_decoder_when_configured(config, folders):
 def test_unloading_frees_the_networks(config, folders, world, clean_env, tmp_path):
     import shutil
 
-    from unite_demo.studio import LoadedWorlds
+    from unite_demo.studio.studio import LoadedWorlds
 
     loaded = LoadedWorlds()
 
@@ -374,7 +374,8 @@ def test_unloading_frees_the_networks(config, folders, world, clean_env, tmp_pat
 
 @pytest.mark.slow
 def test_core_never_imports_gradio_and_lists_worlds_in_a_fresh_process(config):
-    code = ("import sys; from unite_demo import studio, sd15, world, worlds; print(worlds.available()); "
+    code = ("import sys; import unite_demo.studio.studio, unite_demo.worlds.pretrained; "
+            "from unite_demo.worlds import registry; print(registry.available()); "
             "assert 'gradio' not in sys.modules, 'gradio imported'")
     env = {**os.environ, **config.env(), "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -400,7 +401,7 @@ def test_two_threads_through_one_captured_graph_each_get_their_own_result(monkey
     import threading
     import time
 
-    from unite_demo.sd15.denoisers import CapturedCalls
+    from unite_demo.worlds.pretrained.denoisers import CapturedCalls
 
     class StandInGraph:
         def __init__(self, fn, static_in, static_out):
@@ -440,13 +441,13 @@ def test_each_world_starts_from_its_own_reliabilities(config, world):
     sliders take the same values on a world change."""
     import dataclasses
 
-    from unite_demo.pages import world_page
+    from unite_demo.studio.pages import world_page
 
     req = world.request(**_inputs())
     assert req.guidance * req.reliability["text"] == pytest.approx(7.5)
     assert {m: world_page(world).reliability[m] for m in req.reliability} == req.reliability
     spatial = sd15.load_world("sd15", dataclasses.replace(config, spatial_prompt=True))
-    r = spatial.request(**{k: v for k, v in _inputs().items() if k != "class_id"})
+    r = spatial.request(**{k: v for k, v in _inputs().items() if k != "class_name"})
     assert r.guidance * sum(r.reliability[m] for m in ("text", "seg", "sketch")) == pytest.approx(7.5)
 
 
@@ -483,7 +484,7 @@ def test_a_dit_with_pickled_weights_only_is_named_and_converts_once(config, fold
 # Parity with diffusers' own pipelines (the same tiny weights, seed, scheduler and steps; fp32 CPU)
 
 def _ddim(world):
-    from unite_demo.sampler import make_sampler
+    from unite_demo.method.sampler import make_sampler
 
     return make_sampler("ddim", world.num_train_timesteps, world.beta_schedule, world.beta_start, world.beta_end)
 
@@ -539,7 +540,7 @@ def test_a_controlnet_expert_reading_the_prompt_equals_the_controlnet_pipeline_a
         req = world.request(text=prompt, sketch=_sketch(), reliability={"text": 0.0, "sketch": 1.0}, guidance=guidance,
                             steps=steps, seed=seed, sampler="ddim")
         ours = list(world.generate(req))[-1].image
-        scribble = Image.fromarray(req.sketch).convert("RGB")  # white strokes on black
+        scribble = Image.fromarray(req.values["sketch"]).convert("RGB")  # white strokes on black
         theirs = pipe(prompt, image=scribble, num_inference_steps=steps, guidance_scale=guidance, height=SIZE,
                       width=SIZE, latents=_start_latents(world, seed), output_type="pt").images * 2 - 1
         return (ours - theirs).abs().max().item()
@@ -554,7 +555,7 @@ def test_the_dit_expert_alone_equals_dit_pipeline(world):
     DiT's null class (id 1000) and drop the learned-sigma channels. Tolerance 1e-5 (float order)."""
     from diffusers import DiTPipeline
 
-    from unite_demo.sampler import make_sampler, sample
+    from unite_demo.method.sampler import make_sampler, sample
 
     dit = world.experts[3]
     schedule = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02)

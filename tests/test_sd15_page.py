@@ -14,13 +14,18 @@ from PIL import Image
 
 from helpers import WORLDS, request, run
 from tiny_sd15 import SIZE, seg_rgb
-from unite_demo import generate, limits, pages, runs, sd15, worlds
-from unite_demo.conditions import ConditionError
-from unite_demo.faces import PALETTE_RGB
-from unite_demo.labels import ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, imagenet_classes
-from unite_demo.sd15 import PretrainedConfig
-from unite_demo.studio import Studio
-from unite_demo.world import BUILTIN, DEFAULTS
+from unite_demo import generate, limits
+from unite_demo.studio import pages
+from unite_demo.studio import runs
+from unite_demo.worlds import pretrained as sd15
+from unite_demo.worlds import registry as worlds
+from unite_demo.worlds.conditions import ConditionError
+from unite_demo.worlds.faces.data import PALETTE_RGB
+from unite_demo.worlds.pretrained.labels import ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, imagenet_classes
+from unite_demo.worlds.pretrained import PretrainedConfig
+from unite_demo.studio.studio import Studio
+from unite_demo.worlds.faces.world import BUILTIN
+from unite_demo.limits import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VARS = [var for var, _ in sd15.ENV.values()]
@@ -102,7 +107,7 @@ def test_world_page_gives_each_world_its_palette_legend_cards_and_defaults():
 def test_painted_ade20k_map_reaches_the_seg_expert_as_its_class_ids():
     world = WORLDS.get("sd15")
     req = request(world, seg=editor(painted_scene()), text="a cat", steps=2)
-    ids = req.seg
+    ids = req.values.get("seg")
     assert ids.shape == (SIZE, SIZE) and set(np.unique(ids)) == {SKY, GRASS, TREE, WALL}
     assert (ids[:12, :12] == WALL).all() and (ids[20:30, 40:] == SKY).all() and (ids[50:, 40:] == GRASS).all()
     assert (ids[40:56, 12:28] == TREE).all()  # the off-palette green reads as the nearest class
@@ -111,14 +116,15 @@ def test_painted_ade20k_map_reaches_the_seg_expert_as_its_class_ids():
     assert (req.steps, req.guidance) == (2, sd15.SD_DEFAULTS["guidance"])  # guidance not given: the world's
     # Nothing painted but the unpainted class: the seg expert is off, and the notes say so.
     blank = request(world, seg=editor(Studio(WORLDS).page("sd15").blank), text="a cat")
-    assert blank.seg is None and any("segmentation map is blank" in n for n in blank.notes)
+    assert blank.values.get("seg") is None and any("segmentation map is blank" in n for n in blank.notes)
 
 
 def test_conditions_view_shows_the_map_in_ade20k_colours_and_the_class_by_name():
     world = WORLDS.get("sd15-dit")
     req = request(world, seg=editor(painted_scene()), text="a cat", class_name="goldfish", r_class=2,
                                steps=2)
-    seg_view, _, caption = runs.conditions_view(req, world.read_caption(req.text), world=world)
+    views, caption = runs.conditions_view(req, world)
+    seg_view = views["seg"]
     colours = {tuple(int(v) for v in c) for c in np.asarray(seg_view).reshape(-1, 3)}
     assert colours == {tuple(int(v) for v in ADE20K_RGB[k]) for k in (SKY, GRASS, TREE, WALL)}
     assert "class: goldfish (id 1)" in caption and "class x2" in caption
@@ -128,14 +134,14 @@ def test_conditions_view_shows_the_map_in_ade20k_colours_and_the_class_by_name()
 def test_class_picker_values_reach_the_class_expert():
     dit, faces = WORLDS.get("sd15-dit"), WORLDS.get(BUILTIN)
     req = request(dit, text="a cat", class_name="Goldfish", r_class=2.5, steps=2)
-    assert req.class_id == 1 and req.reliability["class"] == 2.5
-    assert request(dit, class_name="207").class_id == 207  # an id works too
+    assert req.values.get("class") == 1 and req.reliability["class"] == 2.5
+    assert request(dit, class_name="207").values.get("class") == 207  # an id works too
     off = request(dit, text="a cat", class_name="", r_class=1.0)
-    assert off.class_id is None and "no class picked: the class expert is off" in off.notes
+    assert off.values.get("class") is None and "no class picked: the class expert is off" in off.notes
     with pytest.raises(ConditionError, match="unknown class name 'goldfsh'; did you mean goldfish"):
         request(dit, class_name="goldfsh")
     # The faces world ignores the hidden picker's empty value, and refuses a class.
-    assert request(faces, text="a face", class_name="", r_class=1.0).class_id is None
+    assert request(faces, text="a face", class_name="", r_class=1.0).values.get("class") is None
     with pytest.raises(ConditionError, match="class: this world has no class expert"):
         request(faces, text="a face", class_name="goldfish")
     with pytest.raises(ConditionError, match="no class expert"):

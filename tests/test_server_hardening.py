@@ -31,8 +31,8 @@ from helpers import editor_value, header_only_png, png_chunk
 from scripts import load_test
 from scripts.load_test import busy_cpu, peak_rss_kib
 from scripts.media import serve
-from unite_demo.conditions import MAX_SIDE, MAX_TEXT_CHARS
-from unite_demo.faces import PALETTE_RGB
+from unite_demo.worlds.conditions import MAX_SIDE, MAX_TEXT_CHARS
+from unite_demo.worlds.faces.data import PALETTE_RGB
 from unite_demo.limits import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -384,7 +384,7 @@ def test_nothing_outside_the_apps_own_files_is_served(server):
              "/gradio_api/file=%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/file=/etc/passwd",
              "/static/../../../../etc/passwd", "/assets/../../../../etc/passwd",
              f"/gradio_api/file={ROOT / 'app.py'}", "/gradio_api/file=app.py", "/gradio_api/file=./app.py",
-             "/gradio_api/file=unite_demo/conditions.py", "/static/../app.py", "/assets/../app.py",
+             "/gradio_api/file=unite_demo/worlds/conditions.py", "/static/../app.py", "/assets/../app.py",
              f"/gradio_api/file={ROOT / 'assets' / 'experts' / 'seg.safetensors'}",
              "/gradio_api/file=/proc/self/environ", "/gradio_api/file=/proc/self/cmdline"]
     for path in paths:

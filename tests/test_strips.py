@@ -8,14 +8,16 @@ import torch
 from dummies import DummyDenoiser
 from PIL import Image
 
-from helpers import WORLDS, editor, request, rgba, run, run_inputs
-from unite_demo import limits, pages, runs
-from unite_demo.combine import REMEDIES, ProductOfExperts, ProductStrip
-from unite_demo.conditions import ConditionError
-from unite_demo.experts import Expert
-from unite_demo.inputs import build_strip
-from unite_demo.strips import MARK, make_strip, strip_image
-from unite_demo.studio import Studio
+from helpers import WORLDS, editor, request, rgba, run_inputs
+from unite_demo import limits
+from unite_demo.studio import pages
+from unite_demo.studio import runs
+from unite_demo.method.combine import REMEDIES, ProductOfExperts, ProductStrip
+from unite_demo.worlds.conditions import ConditionError
+from unite_demo.method.experts import Expert
+from unite_demo.studio.inputs import build_strip
+from unite_demo.studio.strips import MARK, make_strip, strip_image
+from unite_demo.studio.studio import Studio
 
 TOLERANCE = 1e-4  # on the final tensor in [-1, 1]: rows batched with other rows differ only in float order
 
@@ -161,14 +163,14 @@ def test_an_explain_run_streams_strips_caches_them_and_saves_png_and_gif(world, 
     with Image.open(gif) as anim:
         assert anim.n_frames == 5 and anim.size == strips[0].size
     outputs = [u.outputs() for u in first]
-    assert all(len(o) == 9 for o in outputs) and outputs[-1][7:] == (png, gif)
-    assert all(o[7] is runs.UNCHANGED for o in outputs[:-1])
+    assert all(tuple(o) == runs.outputs() for o in outputs) and (outputs[-1]["save_png"], outputs[-1]["save_gif"]) == (png, gif)
+    assert all(o["save_png"] is runs.UNCHANGED for o in outputs[:-1])
     again = list(studio.run(run_inputs(**widgets)))
     assert len(again) == 1 and again[0].cached and again[0].strip.tobytes() == strips[-1].tobytes()
     assert again[0].files == (png, gif) and again[0].strip_caption == first[0].strip_caption
     product_view = list(studio.run(run_inputs(**{**widgets, "view": "product"})))
-    assert product_view[-1].strip is None and product_view[0].outputs()[5] is None  # clears a strip shown before
-    assert product_view[1].outputs()[5] is runs.UNCHANGED
+    assert product_view[-1].strip is None and product_view[0].outputs()["strip"] is None  # clears a strip shown before
+    assert product_view[1].outputs()["strip"] is runs.UNCHANGED
 
 
 def test_saved_runs_keep_the_newest_and_the_cache_is_bounded_in_bytes(tmp_path, world):

@@ -11,12 +11,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from helpers import WORLDS, editor, request, rgba, run, run_inputs
-from unite_demo import limits, pages, runs, worlds
-from unite_demo.canvas import is_photo, photo_to_sketch, seg_from_editor, sketch_from_editor
-from unite_demo.conditions import ConditionError, sketch_from_image
-from unite_demo.examples import load_examples
-from unite_demo.faces import PALETTE, PALETTE_RGB, make_face
-from unite_demo.studio import Studio
+from unite_demo import limits
+from unite_demo.studio import pages
+from unite_demo.studio import runs
+from unite_demo.worlds import registry as worlds
+from unite_demo.worlds.canvas import is_photo, photo_to_sketch, seg_from_editor, sketch_from_editor
+from unite_demo.worlds.conditions import ConditionError, describe_reading, sketch_from_image
+from unite_demo.worlds.faces.examples import load_examples
+from unite_demo.worlds.faces.data import PALETTE, PALETTE_RGB, make_face
+from unite_demo.studio.studio import Studio
 
 SKIN, HAIR, GLASSES = PALETTE_RGB[1], PALETTE_RGB[2], PALETTE_RGB[6]
 
@@ -52,7 +55,7 @@ def test_blank_or_missing_map_switches_segmentation_off(world):
     assert seg_from_editor(editor(np.zeros((64, 64, 4), np.uint8)), 32) is None  # cleared canvas
     assert seg_from_editor(editor(rgba(pages.blank_map())), 32) is None  # nothing painted on blank
     req = request(world, seg=editor(rgba(pages.blank_map())), text="a face", steps=2)
-    assert req.seg is None
+    assert req.values.get("seg") is None
     assert any("segmentation map is blank" in n for n in req.notes)
 
 
@@ -71,9 +74,9 @@ def test_strokes_reach_the_expert_white_on_black_whatever_the_canvas_shows(world
     sketches = []
     for canvas in (dark_on_white, white_on_black, on_transparent):
         req = request(world, sketch=editor(canvas), steps=2)
-        assert req.sketch is not None and req.sketch.dtype == np.uint8
-        assert set(np.unique(req.sketch)) == {0, 255}
-        sketches.append(req.sketch)
+        assert req.values.get("sketch") is not None and req.values.get("sketch").dtype == np.uint8
+        assert set(np.unique(req.values.get("sketch"))) == {0, 255}
+        sketches.append(req.values.get("sketch"))
     assert (sketches[0] == sketches[1]).all() and (sketches[0] == sketches[2]).all()
     assert sketches[0][16, 16] == 255 and sketches[0][2, 30] == 0  # stroke on the diagonal, paper elsewhere
     assert 0.02 < (sketches[0] > 0).mean() < 0.3
@@ -146,8 +149,8 @@ def test_examples_fill_every_input_and_reach_the_experts_unchanged(world):
         assert ex.seg.shape == ex.sketch.shape == (limits.CANVAS, limits.CANVAS, 3)
         assert np.median(ex.sketch) == 255  # the canvas shows dark strokes on white paper
         req = request(world, seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text)
-        assert (req.sketch == sketch_from_image(e.sketch, 32)).all()
-        assert (PALETTE_RGB[req.seg] == np.asarray(Image.open(e.seg).convert("RGB"))[4::8, 4::8]).all()
+        assert (req.values.get("sketch") == sketch_from_image(e.sketch, 32)).all()
+        assert (PALETTE_RGB[req.values.get("seg")] == np.asarray(Image.open(e.seg).convert("RGB"))[4::8, 4::8]).all()
     assert pages.example_inputs(0) is pages.example_inputs(0)  # read once, then kept
 
 
@@ -168,7 +171,7 @@ def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
     assert first[-1].image.size == (limits.RESULT_SIZE,) * 2
     previews = {np.asarray(u.image).tobytes() for u in first[:-1]}
     assert len(previews) >= 3
-    seg_view, sketch_view = np.asarray(first[0].seg), np.asarray(first[0].sketch)
+    seg_view, sketch_view = np.asarray(first[0].views["seg"]), np.asarray(first[0].views["sketch"])
     assert {tuple(c) for c in seg_view.reshape(-1, 3)} <= {tuple(c) for c in PALETTE_RGB}
     assert set(np.unique(sketch_view)) <= {0, 255}
     assert first[0].caption.startswith(" ".join(ex.text.split()))
@@ -176,7 +179,7 @@ def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
     again = collect(**kw)  # the final image at once, with the conditions as the experts received them
     assert len(again) == 1 and again[0].cached and again[0].done and "cached" in again[0].status
     assert np.asarray(again[0].image).tobytes() == np.asarray(first[-1].image).tobytes()
-    assert (np.asarray(again[0].seg) == seg_view).all() and again[0].caption == first[0].caption
+    assert (np.asarray(again[0].views["seg"]) == seg_view).all() and again[0].caption == first[0].caption
     other = collect(**{**kw, "seed": 4})
     assert np.asarray(other[-1].image).tobytes() != np.asarray(first[-1].image).tobytes()
     assert len(cache) == 2
@@ -249,8 +252,8 @@ def test_seed_worlds_and_defaults_for_the_page():
 
 def test_what_the_text_expert_reads_is_described_in_words():
     reading = {"hair_colour": ("red", 0.97), "glasses": ("yes", 0.55)}
-    assert runs.describe_reading(reading) == "hair colour: red, glasses: yes (unsure)"
-    assert runs.describe_reading({}).startswith("nothing it knows")
+    assert describe_reading(reading) == "hair colour: red, glasses: yes (unsure)"
+    assert describe_reading({}).startswith("nothing it knows")
 
 
 def test_read_ahead_yields_every_item_in_order_and_raises_the_producers_error():
@@ -310,17 +313,19 @@ def test_serve_setup_takes_the_thread_count_from_the_environment(monkeypatch):
 def test_a_runs_messages_show_the_conditions_at_the_first_step_and_the_end_only(world):
     updates = list(run(text="a face", seed=13, steps=4))
     shown = [u.outputs() for u in updates]
-    assert [len(o) for o in shown] == [9] * len(updates)
-    assert all(o[0] is not runs.UNCHANGED and o[1] == u.status for o, u in zip(shown, updates))
-    views = [all(v is not runs.UNCHANGED for v in o[2:7]) for o in shown]
+    assert all(tuple(o) == runs.outputs() for o in shown) and "seg_view" in runs.outputs()
+    assert all(o["result"] is not runs.UNCHANGED and o["progress"] == u.status for o, u in zip(shown, updates))
+    conditions = ("seg_view", "sketch_view", "conditions", "strip", "strip_caption")
+    views = [all(o[k] is not runs.UNCHANGED for k in conditions) for o in shown]
     assert views[0] and views[-1] and not any(views[1:-1]) and len(views) > 3 and updates[-1].done
-    assert shown[0][4] == updates[0].caption and shown[-1][2] is updates[-1].seg
+    assert shown[0]["conditions"] == updates[0].caption and shown[-1]["seg_view"] is updates[-1].views["seg"]
     tickets = runs.Tickets()
     live = run(text="a face", seed=14, steps=8, live=True, session="s9", tickets=tickets)
     next(live)
     tickets.bump("s9")
     last = next(live)
-    assert last.superseded and last.outputs() == (runs.UNCHANGED, last.status, *(runs.UNCHANGED,) * 7)
+    assert last.superseded and last.outputs() == {k: last.status if k == "progress" else runs.UNCHANGED
+                                                  for k in runs.outputs()}
 
 
 def test_stop_says_whether_a_run_of_that_session_was_going(world):

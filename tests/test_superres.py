@@ -6,16 +6,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from unite_demo import superres as sr
-from unite_demo.conditions import image_tensor, to_uint8
-from unite_demo.faces import SPLITS, make_face
+from unite_demo.worlds.faces import final_stage as stage
+from unite_demo.worlds.faces.training import superres as sr
+from unite_demo.worlds.conditions import image_tensor, to_uint8
+from unite_demo.worlds.faces.data import SPLITS, make_face
 
 TINY = ["--channels", "8", "--blocks", "1", "--faces", "12", "--batch", "4", "--crop", "8", "--heldout", "4",
         "--log-every", "2", "--save-every", "2"]
 
 
 def test_with_a_zero_correction_the_network_is_bicubic_upscaling():
-    net = sr.SuperRes(sr.SRConfig(channels=8, blocks=1))
+    net = stage.SuperRes(stage.SRConfig(channels=8, blocks=1))
     torch.nn.init.zeros_(net.tail.weight)
     torch.nn.init.zeros_(net.tail.bias)
     lo, _ = sr.pairs(3, SPLITS["heldout"].start)
@@ -25,10 +26,10 @@ def test_with_a_zero_correction_the_network_is_bicubic_upscaling():
 
 
 def test_weights_round_trip_in_fp16_and_other_files_are_refused(tmp_path):
-    net = sr.SuperRes(sr.SRConfig(channels=8, blocks=2)).eval()
+    net = stage.SuperRes(stage.SRConfig(channels=8, blocks=2)).eval()
     path = tmp_path / "sr.safetensors"
-    sr.save_net(net, path)
-    back = sr.load_net(path)
+    stage.save_net(net, path)
+    back = stage.load_net(path)
     assert back.config.channels == 8 and back.config.blocks == 2
     assert all(v.dtype == torch.float32 for v in back.state_dict().values())
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -37,9 +38,9 @@ def test_weights_round_trip_in_fp16_and_other_files_are_refused(tmp_path):
     other = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(1)}, str(other), metadata={"kind": "metric_net"})
     with pytest.raises(ValueError, match="not a super-resolution file"):
-        sr.load_net(other)
-    with pytest.raises(FileNotFoundError, match="python -m unite_demo.superres"):
-        sr.load_net(tmp_path / "missing.safetensors")
+        stage.load_net(other)
+    with pytest.raises(FileNotFoundError, match="python -m unite_demo.worlds.faces.training.superres"):
+        stage.load_net(tmp_path / "missing.safetensors")
 
 
 def test_degradations_are_seeded_leave_some_images_clean_and_add_grain():
@@ -74,7 +75,7 @@ def test_training_resumes_where_it_stopped_and_writes_a_card(tmp_path):
     sr.main(["--steps", "6", "--until-step", "4", "--checkpoints", str(tmp_path / "b"), "--out", str(tmp_path / "unused"), *TINY])
     assert not (tmp_path / "unused").exists()
     sr.main(["--steps", "6", "--checkpoints", str(tmp_path / "b"), "--out", str(tmp_path / "out_b"), *TINY])
-    a, b = sr.load_net(tmp_path / "out" / "superres.safetensors"), sr.load_net(tmp_path / "out_b" / "superres.safetensors")
+    a, b = stage.load_net(tmp_path / "out" / "superres.safetensors"), stage.load_net(tmp_path / "out_b" / "superres.safetensors")
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(va, vb, rtol=0, atol=1e-3, msg=k)
     card = (tmp_path / "out" / "superres.md").read_text()
@@ -84,12 +85,12 @@ def test_training_resumes_where_it_stopped_and_writes_a_card(tmp_path):
 
 @pytest.mark.slow
 def test_the_shipped_network_beats_bicubic_by_3_db_on_held_out_renders():
-    net = sr.load_net()
+    net = stage.load_net()
     scores = sr.heldout_scores(net, 100)
     print(scores)
     assert scores["psnr_clean_sr"] >= scores["psnr_clean_bicubic"] + 3
     assert scores["psnr_degraded_sr"] >= scores["psnr_degraded_bicubic"] + 3
-    assert sr.SUPERRES_FILE.stat().st_size <= 5 * 2 ** 20
+    assert stage.SUPERRES_FILE.stat().st_size <= 5 * 2 ** 20
 
 
 def test_back_projection_brings_the_output_back_to_the_input_and_mean_shift_flattens_regions():
@@ -97,10 +98,10 @@ def test_back_projection_brings_the_output_back_to_the_input_and_mean_shift_flat
     (within clamping and rounding); with mean shift, noise inside two flat regions is flattened and
     the edge between them kept."""
     torch.manual_seed(0)  # unseeded, one init in a few gave an output less than 5 away from the input
-    net = sr.SuperRes(sr.SRConfig(channels=8, blocks=1)).eval()  # random weights: an output far from the input
+    net = stage.SuperRes(stage.SRConfig(channels=8, blocks=1)).eval()  # random weights: an output far from the input
     lo, _ = sr.pairs(3, SPLITS["heldout"].start)
-    plain = sr.upscale(sr.FinalStage(net, {}), lo)
-    projected = sr.upscale(sr.FinalStage(net, {"backproject": True}), lo)
+    plain = sr.upscale(stage.FinalStage(net, {}), lo)
+    projected = sr.upscale(stage.FinalStage(net, {"backproject": True}), lo)
     assert np.abs(sr.box_down(plain).astype(int) - lo).mean() > 5
     assert np.abs(sr.box_down(projected).astype(int) - lo).mean() < 1.0
     torch.nn.init.zeros_(net.tail.weight)  # the network is now bicubic upscaling
@@ -110,6 +111,6 @@ def test_back_projection_brings_the_output_back_to_the_input_and_mean_shift_flat
     noisy = np.clip(np.where(seg[..., None] == 1, 200, 40) + np.random.default_rng(0).normal(0, 8, (1, 32, 32, 3)),
                     0, 255).astype(np.uint8)
     big = seg.repeat(4, 1).repeat(4, 2)
-    soft, flat = sr.upscale(sr.FinalStage(net, {}), noisy), sr.upscale(sr.FinalStage(net, {"meanshift": (16, 30)}), noisy)
+    soft, flat = sr.upscale(stage.FinalStage(net, {}), noisy), sr.upscale(stage.FinalStage(net, {"meanshift": (16, 30)}), noisy)
     assert sr.grain(flat, big) < 0.5 * sr.grain(soft, big)
     assert sr.edge_sharpness(flat, big) >= 0.9 * sr.edge_sharpness(soft, big)

@@ -3,14 +3,13 @@
 import csv
 import json
 
-import numpy as np
 import pytest
 import torch
 
-from unite_demo import train
-from unite_demo.faces import seg_to_rgb, make_face
-from unite_demo.model import load_face_unet, read_metadata
-from unite_demo.world import load_faces_world
+from unite_demo.worlds.faces.training import train
+from unite_demo.worlds.faces.data import seg_to_rgb, make_face
+from unite_demo.worlds.faces.model import load_face_unet, read_metadata
+from unite_demo.worlds.faces.world import load_faces_world
 
 TINY = ["--size", "16", "--channels", "16", "32", "32", "--batch", "8", "--log-every", "5", "--save-every", "1000",
         "--warmup", "5", "--caption-set", "192", "--caption-steps", "50"]

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from unite_demo.conditions import to_uint8
-from unite_demo.examples import EXAMPLE_SEEDS, load_examples
-from unite_demo.faces import DATA_VERSION, HAIR_RGB, SPLITS, make_face
-from unite_demo.model import read_metadata
+from unite_demo.worlds.conditions import to_uint8
+from unite_demo.worlds.faces.examples import EXAMPLE_SEEDS, load_examples
+from unite_demo.worlds.faces.data import DATA_VERSION, HAIR_RGB, SPLITS, make_face
+from unite_demo.worlds.faces.model import read_metadata
 from helpers import WORLDS
-from unite_demo.world import FACES_DIR
+from unite_demo.worlds.faces.world import FACES_DIR
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +76,12 @@ def test_three_experts_make_a_face_that_follows_the_map(world):
     img = _final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=0)
     assert np.isfinite(img).all() and img.std() > 20
     face = make_face(SPLITS["heldout"].start + EXAMPLE_SEEDS[0])  # example 0 is this held-out face
-    assert np.array_equal(req.seg, face.seg)
-    means = {k: _region_mean(img, req.seg == k) for k in (0, 1, 2)}  # background, skin, hair
+    assert np.array_equal(req.values["seg"], face.seg)
+    means = {k: _region_mean(img, req.values["seg"] == k) for k in (0, 1, 2)}  # background, skin, hair
     # Each region is far more uniform inside than the regions are apart.
     for a, b in ((0, 1), (1, 2), (0, 2)):
         assert np.linalg.norm(means[a] - means[b]) > 40
-    inside_skin = img[req.seg == 1].std(axis=0).mean()
+    inside_skin = img[req.values["seg"] == 1].std(axis=0).mean()
     assert inside_skin < 30
 
 
@@ -97,7 +97,7 @@ def test_product_follows_the_caption_hair_colour(world):
         return min(HAIR_RGB, key=lambda name: np.linalg.norm(rgb - np.array(HAIR_RGB[name])))
 
     # Judged per seed: the mean of several seeds' colours drifts towards grey whatever they are.
-    hair = [nearest(_region_mean(_final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=s), req.seg == 2))
+    hair = [nearest(_region_mean(_final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=s), req.values["seg"] == 2))
             for s in range(3)]
     assert hair.count(target) >= 2, hair
 
@@ -122,11 +122,11 @@ def test_reliability_zero_ignores_that_condition(world):
 def test_served_networks_give_the_modules_eps_for_any_batch_noise_level_and_condition(engine, tmp_path, monkeypatch):
     import torch
 
-    from unite_demo import engines
-    from unite_demo.experts import FaceDenoiser
-    from unite_demo.faces import NUM_CLASSES
-    from unite_demo.model import TEXT_DIM, FaceUNet, FaceUNetConfig
-    from unite_demo.sampler import make_sampler
+    from unite_demo.method import engines
+    from unite_demo.worlds.faces.denoiser import FaceDenoiser
+    from unite_demo.worlds.faces.data import NUM_CLASSES
+    from unite_demo.worlds.faces.model import TEXT_DIM, FaceUNet, FaceUNetConfig
+    from unite_demo.method.sampler import make_sampler
 
     config = FaceUNetConfig.from_dict({"modalities": ["seg", "sketch", "text"], "image_size": 16,
                                        "channels": [16, 32, 32], "text_reader": "attributes"})
@@ -154,19 +154,19 @@ def test_the_final_stage_sharpens_the_product_to_128_px_along_the_same_regions(w
     """The shipped world's final image goes through its super-resolution stage: 128 px, the same
     picture as the sampler's 32 px image (brought back to 32 px), flatter inside the regions than
     that image upscaled bicubic. Off, the sampler's own image comes back."""
-    from unite_demo import superres
+    from unite_demo.worlds.faces.training import superres
 
     assert world.final_stage is not None and "steps" in world.cards["superres"]
     ex = load_examples()[0]
     small = _final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=0)
     sharp = _final(world, seg=ex.seg, sketch=ex.sketch, text=ex.text, seed=0, superres=True)
     assert small.shape == (32, 32, 3) and sharp.shape == (128, 128, 3)
-    back, ids = superres.box_down(sharp[None].astype(np.uint8))[0].astype(int), world.request(seg=ex.seg).seg
+    back, ids = superres.box_down(sharp[None].astype(np.uint8))[0].astype(int), world.request(seg=ex.seg).values["seg"]
     for k in (0, 1, 2):  # background, skin, hair: each keeps its colour (a shifted one may move back toward
         # the world's own: measured 14 levels on one channel of this background)
         assert np.abs(_region_mean(back, ids == k) - _region_mean(small, ids == k)).max() < 25
     # Grain as the evaluation measures it: inside the regions the segmenter sees in the sample.
-    from unite_demo import metric_nets
+    from unite_demo.worlds.faces.evaluation import metric_nets
 
     regions = metric_nets.segment(metric_nets.load_net("segmenter"), small[None].astype(np.uint8))
     regions = regions.repeat(4, 1).repeat(4, 2)
@@ -177,7 +177,7 @@ def test_the_final_stage_sharpens_the_product_to_128_px_along_the_same_regions(w
 def test_the_built_in_world_runs_where_unite_device_says_or_on_a_gpu_where_there_is_one(monkeypatch):
     import torch
 
-    from unite_demo.world import faces_device
+    from unite_demo.worlds.faces.world import faces_device
 
     monkeypatch.delenv("UNITE_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -195,7 +195,7 @@ def test_the_gpu_code_path_gives_the_same_image_from_the_same_seed(world):
     and moved. The final tensor matches the served world's within 1e-4."""
     import torch
 
-    from unite_demo.world import load_faces_world
+    from unite_demo.worlds.faces.world import load_faces_world
 
     moved = load_faces_world(engine="torchscript", device=torch.device("cpu"), superres_file=None)
     assert moved.device == torch.device("cpu") and isinstance(moved.experts[0].denoiser.forward, torch.jit.ScriptModule)

@@ -11,7 +11,7 @@ from diffusers import (AutoencoderKL, AutoencoderTiny, ControlNetModel, DDPMSche
                        UNet2DConditionModel)
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from unite_demo.labels import ADE20K_NAMES, ADE20K_RGB
+from unite_demo.worlds.pretrained.labels import ADE20K_NAMES, ADE20K_RGB
 
 SIZE = 64  # pixels; latents 8x8
 TEXT_LEN, TEXT_DIM = 16, 16

@@ -4,7 +4,7 @@ of the same run (same output, speed ratio).
 
     python -m unite_demo.bench [--runs 5] [--steps N] [--faces-dir DIR] [--engines]
 
---engines compares the engines that can serve the networks (unite_demo.engines: ONNX Runtime,
+--engines compares the engines that can serve the networks (unite_demo.method.engines: ONNX Runtime,
 TorchScript, eager) side by side, on 1 and 2 CPU threads, alone and beside a Python thread that
 holds the GIL 30% of the time (as the web server does while it streams previews): one expert's
 forward at batch 2 (its conditional and null rows, as in every step), with its largest difference
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from .engines import ENGINES, serve
-from .examples import load_examples
-from .experts import FORWARD_NAMES, example_inputs
-from .faces import NUM_CLASSES
-from .model import TEXT_DIM
-from .limits import DEFAULTS
-from .world import FACES_DIR, load_faces_world
+from unite_demo.method.engines import ENGINES, serve
+from unite_demo.worlds.faces.examples import load_examples
+from unite_demo.worlds.faces.denoiser import FORWARD_NAMES, example_inputs
+from unite_demo.worlds.faces.data import NUM_CLASSES
+from unite_demo.worlds.faces.model import TEXT_DIM
+from unite_demo.limits import DEFAULTS
+from unite_demo.worlds.faces.world import FACES_DIR, load_faces_world
 
 
 def timed_run(world, inputs: dict, batched: bool) -> tuple[float, float, torch.Tensor]:
@@ -158,7 +158,7 @@ def main(argv=None) -> None:
     diff = (img_b - img_l).abs().max().item()
     mix_b = world.mixture(world.request(**inputs), batched=True)
     mix_l = world.mixture(world.request(**inputs), batched=False)
-    cond = world.request(**inputs).tensors()
+    cond = world.conditions(world.request(**inputs))
     x = torch.zeros(1, 3, world.image_size, world.image_size)
     ab = torch.tensor([0.5])
     mix_b(x, ab, cond)

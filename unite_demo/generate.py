@@ -1,4 +1,4 @@
-"""Generate one image from any mix of a segmentation map, a sketch and a caption (and, in the
+r"""Generate one image from any mix of a segmentation map, a sketch and a caption (and, in the
 sd15-dit world, an ImageNet class).
 
     python -m unite_demo.generate --seg assets/examples/seg_0.png --sketch assets/examples/sketch_0.png \
@@ -19,12 +19,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import worlds
-from .conditions import ConditionError, to_uint8
-from .limits import DEFAULTS, GUIDANCE, RELIABILITY, STEPS, SWEEP_VALUES
-from .runs import save_frames, shown
-from .strips import make_strip
-from .world import BUILTIN
+from unite_demo.worlds import registry as worlds
+from unite_demo.worlds.conditions import ConditionError, to_uint8
+from unite_demo.method.sampler import SAMPLERS
+from unite_demo.worlds.modalities import MODALITIES
+from unite_demo.limits import DEFAULTS, GUIDANCE, RELIABILITY, STEPS, SWEEP_VALUES
+from unite_demo.studio.runs import save_frames, shown
+from unite_demo.studio.strips import make_strip
+from unite_demo.worlds.faces.world import BUILTIN
 
 DISPLAY_SIZE = 256
 
@@ -34,11 +36,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", default=BUILTIN, help=f"{', '.join(worlds.names())} (default {BUILTIN}; the "
                     "pretrained ones need their weights configured, see the README)")
-    ap.add_argument("--seg", help="segmentation map PNG in the world's palette colours (sd15: ADE20K)")
-    ap.add_argument("--sketch", help="sketch PNG (white strokes on black, or dark strokes on white)")
-    ap.add_argument("--text", help="caption")
-    ap.add_argument("--class", dest="class_name", help="ImageNet class name or id 0..999 (worlds with a class "
-                    "expert: sd15-dit)")
+    for m in MODALITIES.values():  # --seg, --sketch, --text, --class, ... (worlds.modalities)
+        ap.add_argument(f"--{m.name}", dest=m.param, help=m.help)
     ap.add_argument("--reliability", default="", help="per-modality reliability, e.g. seg=1,sketch=1,text=1 "
                     f"({RELIABILITY.low:g}..{RELIABILITY.high:g})")
     ap.add_argument("--guidance", help=f"guidance scale s, {GUIDANCE.low:g}..{GUIDANCE.high:g} (default: the world's, "
@@ -46,7 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", help=f"denoising steps, {STEPS.low}..{STEPS.high} (default: the world's, {d['steps']} "
                     f"for {BUILTIN})")
     ap.add_argument("--seed", default=d["seed"], help="random seed (default 0)")
-    ap.add_argument("--sampler", default=d["sampler"], help="dpmpp or ddim (default dpmpp)")
+    ap.add_argument("--sampler", default=d["sampler"], help=f"{', '.join(SAMPLERS)} (default {d['sampler']})")
     ap.add_argument("--no-superres", action="store_true", help="keep the world's own output (32 px for "
                     f"{BUILTIN}) instead of its final-image stage's (128 px)")
     ap.add_argument("--size", type=int, default=0, help="resize the output to this size, bicubic, from the final "
@@ -68,7 +67,7 @@ def main(argv=None) -> int:
             sampling["guidance"] = args.guidance
         seed = _whole(args.seed, "seed")
         world = worlds.load(args.world)
-        req = world.request(seg=args.seg, sketch=args.sketch, text=args.text, class_id=args.class_name,
+        req = world.request({m.name: getattr(args, m.param) for m in MODALITIES.values()},
                             reliability=args.reliability, seed=seed, sampler=args.sampler,
                             superres=not args.no_superres, **sampling)
         if args.explain and args.sweep:

@@ -40,9 +40,9 @@ CONDITION_SIZE = 128  # the conditions as the experts received them, upscaled ne
 PHOTO_EDGE_SIZE = 128  # photos are edge-detected at this side, then reduced like any drawing
 
 # Defaults of the built-in world. The reliabilities come from the evaluation's sweep
-# (`python -m unite_demo.evaluate`, README): the point with the highest mean of the three consistencies.
+# (`python -m unite_demo.evaluate`, docs/evaluation.md): the point with the highest mean of the three consistencies.
 # The guidance remedy (combine.REMEDIES) and the steps and sampler come from the evaluation's
-# comparisons (README "Guidance that keeps the colours", "Steps and solver").
+# comparisons (docs/evaluation.md, "How the defaults were chosen").
 DEFAULTS = {"guidance": 2.0, "steps": 8, "seed": 0, "sampler": "unipc",
             "reliability": {"seg": 2.0, "sketch": 1.0, "text": 2.0}, "remedy": "interval"}
 # The pretrained worlds' own. The prompt's guidance is s * r_text = 7.5 by default, SD 1.5's usual

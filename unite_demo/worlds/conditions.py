@@ -1,0 +1,413 @@
+"""Conditions: the one place where inputs are validated and normalised (images, label maps, captions,
+classes, numbers against unite_demo.limits) into a Request, and the tensor forms they are encoded in.
+What each modality does with them is declared in worlds.modalities."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from unite_demo.worlds.faces.data import PALETTE, PALETTE_RGB
+from unite_demo.method.sampler import SAMPLERS
+from unite_demo.limits import (DEFAULTS, GUIDANCE, MAX_SIDE, MAX_SWEEP_VALUES, MAX_TEXT_CHARS, RELIABILITY, SEED, STEPS,
+                               SWEEP_VALUES, VIEWS, Range)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A label map already read (e.g. from the page's painter): (H,W) class ids, not an image to read."""
+
+    ids: np.ndarray
+
+
+def check_labels(ids, size: int, num_classes: int) -> np.ndarray:
+    """(H,W) class ids -> (size,size) uint8 ids (majority vote per area), every id below num_classes."""
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+        raise ConditionError(f"segmentation map: expected (H,W) whole class ids, got {ids.dtype} {ids.shape}")
+    if ids.min() < 0 or ids.max() >= num_classes:
+        raise ConditionError(f"segmentation map: class ids from 0 to {num_classes - 1} are accepted, got "
+                             f"{int(ids.min())}..{int(ids.max())}")
+    return _labels_down(ids, size)
+
+
+def one_hot(ids: np.ndarray, num_classes: int) -> torch.Tensor:
+    """(H,W) class ids -> (K,H,W) one-hot float."""
+    t = torch.from_numpy(np.ascontiguousarray(ids)).long()
+    return torch.nn.functional.one_hot(t, num_classes).permute(2, 0, 1).float()  # (K, H, W)
+
+
+def stroke_planes(sketch: np.ndarray) -> torch.Tensor:
+    """(H,W) uint8, strokes > 127 -> (2,H,W): [stroke in {0,1}, present = 1]."""
+    strokes = torch.from_numpy((np.asarray(sketch) > 127).astype(np.float32))
+    return torch.stack([strokes, torch.ones_like(strokes)])  # (2, H, W)
+
+
+def one_hot_class(class_id: int, num_classes: int) -> torch.Tensor:
+    """A class id -> (1, K) one-hot; an all-zero row is the null class."""
+    return torch.nn.functional.one_hot(torch.tensor([class_id]), num_classes).float()  # (1, K)
+
+
+def describe_reading(reading: dict[str, tuple[str, float]]) -> str:
+    """{attribute: (value, probability)} -> 'hair colour: red, glasses: yes (unsure)'."""
+    if not reading:
+        return "nothing it knows (it reads hair, eyes, skin, expression, glasses, beard and background)"
+    return ", ".join(f"{name.replace('_', ' ')}: {value}" + (" (unsure)" if p < 0.6 else "")
+                     for name, (value, p) in reading.items())
+
+
+def image_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """(H,W,3) uint8 images -> (B,3,H,W) in [-1, 1]."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+    return x / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) in [-1, 1] -> (B,H,W,3) uint8."""
+    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# User inputs (CLI, page, API): validated here and nowhere else.
+
+PALETTE_TOLERANCE = 60.0  # RGB distance within which a pixel counts as a palette colour
+MAX_OFF_PALETTE = 0.02  # strict maps: at most this share of pixels may be off the palette
+
+
+class ConditionError(ValueError):
+    """A user input that cannot be used; the message names the input and what is accepted."""
+
+
+def without_paths(text: str) -> str:
+    """A library's message with every file path shortened to the file's name: a visitor's message never
+    shows where the server keeps its uploads."""
+    return re.sub(r"(?:[A-Za-z]:)?[/\\][^\s'\"]*[/\\]([^\s'\"/\\]+)", r"\1", text)
+
+
+def _open_header(source, what: str) -> Image.Image:
+    """Open an image file, reading its header only (the pixels are decoded by .load()). PIL's own
+    decompression-bomb warning is left to our size check."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except FileNotFoundError:
+        raise ConditionError(f"{what}: file not found: {source}") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ConditionError(f"{what}: cannot read the image ({without_paths(str(e))}); accepted: PNG, JPEG, "
+                             "WebP, BMP") from None
+
+
+def _check_size(img: Image.Image, what: str) -> None:
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ConditionError(f"{what}: the image is empty ({w}x{h})")
+    if max(w, h) > MAX_SIDE:
+        raise ConditionError(f"{what}: the image is {w}x{h}; at most {MAX_SIDE}x{MAX_SIDE} is accepted")
+
+
+def check_image_file(path, what: str) -> None:
+    """An uploaded file, checked from its header before anything decodes it (the page's canvases
+    are decoded by gradio before they reach open_image): readable as an image, not empty, at most
+    MAX_SIDE on a side. ConditionError otherwise."""
+    with _open_header(path, what) as img:
+        _check_size(img, what)
+
+
+def open_image(source, what: str) -> Image.Image:
+    """A path, bytes-like file, PIL image or (H,W[,C]) array -> PIL image, refusing unreadable,
+    empty and oversized images before decoding them whole."""
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        if source.ndim not in (2, 3) or source.size == 0:
+            raise ConditionError(f"{what}: expected an image array of shape (H,W) or (H,W,C), got {source.shape}")
+        arr = source
+        if arr.dtype != np.uint8:
+            hi = float(np.nanmax(arr)) if arr.size else 0.0
+            arr = np.nan_to_num(arr.astype(np.float64) * (255.0 / hi if hi > 255 else (255.0 if hi <= 1 else 1.0)))
+            arr = arr.clip(0, 255).astype(np.uint8)
+        img = Image.fromarray(arr)
+    else:
+        img = _open_header(source, what)
+    _check_size(img, what)
+    try:
+        img.load()
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ConditionError(f"{what}: the image file is damaged ({without_paths(str(e))})") from None
+    return img
+
+
+def _rgb_on(img: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
+    """Any mode (RGBA, LA, P, L, I;16, CMYK, ...) -> (H,W,3) uint8; transparency over `background`."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = (arr / max(arr.max(), 1.0) * 255.0) if arr.max() > 255 else arr
+        img = Image.fromarray(arr.clip(0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        img = Image.fromarray(np.nan_to_num(np.asarray(img)).clip(0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*background, 255))
+        return np.asarray(Image.alpha_composite(base, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def _labels_down(labels: np.ndarray, size: int) -> np.ndarray:
+    """Class ids (H,W) at any size -> (size,size) by majority vote per area (never interpolate labels).
+    Votes are counted for the classes present only, so large palettes cost no more than small ones."""
+    if labels.shape == (size, size):
+        return labels.astype(np.uint8)
+    present = np.unique(labels)
+    ids = torch.from_numpy(labels.astype(np.int64))
+    masks = torch.stack([(ids == int(k)).float() for k in present])[None]  # (1, P, H, W)
+    votes = torch.nn.functional.interpolate(masks, size=(size, size), mode="area")  # (1, P, size, size)
+    return present[votes[0].argmax(0).numpy()].astype(np.uint8)
+
+
+def seg_from_image(source, size: int, strict: bool = True,
+                   palette: tuple[tuple[str, ...], np.ndarray] | None = None) -> np.ndarray:
+    """A painted segmentation map -> (size,size) class ids by nearest palette colour.
+    palette: (class names, (K,3) uint8 colours) of the world; default the cartoon-faces palette.
+    strict: refuse maps where more than 2% of the pixels are far from every palette colour."""
+    names, colours_rgb = palette if palette is not None else (tuple(n for _, n, _ in PALETTE), PALETTE_RGB)
+    rgb = _rgb_on(open_image(source, "segmentation map"), tuple(int(c) for c in colours_rgb[0]))
+    # Distances for each distinct colour only: painted maps hold few colours, and (H,W,K) would not fit
+    # in memory for a 150-class palette at 512x512.
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]  # (H, W)
+    unique, inverse = np.unique(codes.ravel(), return_inverse=True)
+    unique_rgb = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], -1).astype(np.float32)  # (U, 3)
+    d = np.linalg.norm(unique_rgb[:, None, :] - colours_rgb[None].astype(np.float32), axis=-1)  # (U, K)
+    labels = d.argmin(-1)[inverse].reshape(codes.shape)
+    off = (d.min(-1) > PALETTE_TOLERANCE)[inverse].reshape(codes.shape)
+    if strict and off.mean() > MAX_OFF_PALETTE:
+        colours, counts = np.unique(rgb[off].astype(np.uint8).reshape(-1, 3), axis=0, return_counts=True)
+        worst = ", ".join(str(tuple(int(v) for v in c)) for c in colours[np.argsort(-counts)[:3]])
+        if len(names) <= 20:
+            accepted = ", ".join(f"{name} {tuple(int(v) for v in c)}" for name, c in zip(names, colours_rgb))
+        else:
+            accepted = f"the {len(names)} colours of the world's palette (e.g. " + ", ".join(
+                f"{name} {tuple(int(v) for v in c)}" for name, c in zip(names[:5], colours_rgb[:5])) + ")"
+        raise ConditionError(f"segmentation map: {off.mean():.0%} of the pixels are not palette colours "
+                             f"(e.g. {worst}); accepted colours: {accepted}")
+    return _labels_down(labels, size)
+
+
+def sketch_from_image(source, size: int) -> np.ndarray:
+    """A drawing -> (size,size) uint8 sketch, white strokes (255) on black, in the polarity the
+    sketch expert was trained on: light paper with dark strokes is inverted."""
+    gray = _rgb_on(open_image(source, "sketch"), (0, 0, 0)).astype(np.float32).mean(-1) / 255.0  # (H, W)
+    if np.median(gray) > 0.5:
+        gray = 1.0 - gray
+    t = torch.from_numpy(gray)[None, None]  # (1, 1, H, W)
+    if gray.shape != (size, size):
+        # Coverage of each output pixel; a stroke covering a fifth of it counts.
+        t = torch.nn.functional.interpolate(t, size=(size, size), mode="area")
+        t = t / max(float(t.max()), 1e-6) * (t.max() > 0.02)
+        return np.where(t[0, 0].numpy() > 0.2, 255, 0).astype(np.uint8)
+    return np.where(gray > 0.5, 255, 0).astype(np.uint8)
+
+
+def check_text(text) -> str | None:
+    """A caption: stripped of control characters and extra spaces; empty -> None (text off); too long
+    or not text -> ConditionError. Any script is taken (the text encoder reads what it knows)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ConditionError(f"text: expected a string, got {type(text).__name__}")
+    text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")  # no control characters
+    text = " ".join(text.split())
+    if len(text) > MAX_TEXT_CHARS:
+        raise ConditionError(f"text: {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted")
+    return text or None
+
+
+def check_class(value, names: tuple[str, ...]) -> int | None:
+    """A class: its id (0..K-1) or its name (case-insensitive); None or '' -> None (class off)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, np.integer) or (isinstance(value, float) and value.is_integer()):
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < len(names):
+            return value
+        raise ConditionError(f"class: expected a class id from 0 to {len(names) - 1}, got {value}")
+    if isinstance(value, str):
+        wanted = " ".join(value.split()).lower()
+        for i, name in enumerate(names):
+            if name.lower() == wanted:
+                return i
+        lower = {n.lower(): n for n in names}
+        close = [n for n in names if wanted in n.lower()][:5] or [
+            lower[n] for n in difflib.get_close_matches(wanted, list(lower), n=5, cutoff=0.75)]
+        hint = (f"; did you mean {', '.join(close)}?" if close else
+                f"; accepted: a class id from 0 to {len(names) - 1} or one of the {len(names)} class names")
+        raise ConditionError(f"class: unknown class name {value!r}{hint}")
+    raise ConditionError(f"class: expected a class id or name, got {type(value).__name__}")
+
+
+def check_number(name: str, value, lo: float, hi: float) -> float:
+    """A finite number in [lo, hi], or ConditionError naming it (True/False are not numbers here)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}") from None
+    if not np.isfinite(v) or not lo <= v <= hi:
+        got = f"{v:g}{_beyond(v, lo, hi)}" if np.isfinite(v) else repr(value)
+        raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {got}")
+    return v
+
+
+def check_whole(name: str, value, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi] (1.0 counts as 1), or ConditionError naming it."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        beyond = _beyond(value, lo, hi) if isinstance(value, int) and not isinstance(value, bool) else ""
+        raise ConditionError(f"{name}: expected a whole number from {lo} to {hi}, got {value!r}{beyond}")
+    return value
+
+
+def check_range(name: str, value, limit: Range) -> float:
+    """A value within one of the limits table's ranges (unite_demo.limits)."""
+    if limit.whole:
+        return check_whole(name, value, int(limit.low), int(limit.high))
+    return check_number(name, value, limit.low, limit.high)
+
+
+def check_switch(name: str, value) -> bool:
+    """An on/off switch: True or False (None: on)."""
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise ConditionError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _beyond(v: float, lo: float, hi: float) -> str:
+    return " (over the maximum)" if v > hi else " (under the minimum)" if v < lo else ""
+
+
+def parse_reliability(spec: str, modalities: tuple[str, ...]) -> dict[str, float]:
+    """'seg=1,sketch=0.5,text=2' -> {'seg': 1.0, ...}; unknown names and bad numbers are refused."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ConditionError(f"reliability: expected name=value pairs like seg=1,text=0.5, got {part!r}")
+        if name not in modalities:
+            raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
+        out[name] = check_range(f"reliability of {name}", value, RELIABILITY)
+    return out
+
+
+def check_view(view, sweep, values, present: tuple[str, ...]) -> tuple[str, str | None, tuple[float, ...]]:
+    """What a run shows (limits.VIEWS; None: the product), the modality a reliability strip sweeps
+    (one of the request's `present` modalities) and its values (a list of numbers or '0, 0.5, 1';
+    None or '': limits.SWEEP_VALUES, each within RELIABILITY, MAX_SWEEP_VALUES at most)."""
+    view = "product" if view is None else view
+    if view not in VIEWS:
+        raise ConditionError(f"view: unknown view {view!r}; accepted: {', '.join(VIEWS)}")
+    if view != "sweep":
+        return view, None, ()
+    if sweep not in present:
+        given = ", ".join(present) if present else "none"
+        raise ConditionError(f"sweep: {sweep!r} is not a modality this run has an input for; accepted: {given}")
+    if values is None or (isinstance(values, str) and not values.strip()):
+        values = SWEEP_VALUES
+    elif isinstance(values, str):
+        values = [v for v in (part.strip() for part in values.replace(";", ",").split(",")) if v]
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConditionError(f"sweep values: expected numbers like 0, 0.5, 1, 2, 3, got {values!r}")
+    checked = sorted({check_range("sweep value", v, RELIABILITY) for v in values})
+    if len(checked) > MAX_SWEEP_VALUES - 1:
+        raise ConditionError(f"sweep values: at most {MAX_SWEEP_VALUES - 1} different values, got {len(checked)}")
+    return view, sweep, tuple(checked)
+
+
+@dataclass
+class Request:
+    """A validated generation request: each given modality's value (at the world's resolution; see
+    worlds.modalities), the reliabilities and the sampling settings."""
+
+    values: dict[str, Any] = field(default_factory=dict)  # modality -> validated value; absent: off
+    reliability: dict[str, float] = field(default_factory=dict)
+    guidance: float = DEFAULTS["guidance"]
+    steps: int = DEFAULTS["steps"]
+    seed: int = DEFAULTS["seed"]
+    sampler: str = DEFAULTS["sampler"]
+    notes: tuple[str, ...] = ()  # what was switched off and why, for the user
+    superres: bool = True  # the final image through the world's final-image stage, where it has one
+
+    def present(self) -> tuple[str, ...]:
+        """The modalities given, in the order of the request's values."""
+        return tuple(self.values)
+
+    def without(self, *modalities: str) -> Request:
+        """The same request as if these modalities' inputs were left empty."""
+        return replace(self, values={m: v for m, v in self.values.items() if m not in modalities})
+
+
+def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, Any] | None = None, *,
+                 read: Callable[[str, Any], tuple[Any, str | None]],
+                 reliability: dict | str | None = None, guidance=DEFAULTS["guidance"], steps=DEFAULTS["steps"],
+                 seed=DEFAULTS["seed"], sampler=DEFAULTS["sampler"], samplers: tuple[str, ...] = SAMPLERS,
+                 default_reliability: dict[str, float] | None = None, subject: str = "face", superres=True,
+                 known: tuple[str, ...] = ()) -> Request:
+    """Validate and normalise every input of one generation; raise ConditionError on the first bad one.
+    inputs: the given input of each modality (left out: off), each read by `read(modality, given)`
+    (the modality's own reading for this world, worlds.modalities) into a validated value or None with
+    a note. Reliability: a dict or 'seg=1,text=0.5'; modalities not named take default_reliability
+    (else 1). known: the modalities there are (an input for one of them that this world has no expert
+    for is refused). superres: whether the final image goes through the world's final-image stage
+    (None: it does)."""
+    notes = []
+    if isinstance(reliability, str):
+        reliability = parse_reliability(reliability, modalities)
+    reliability = dict(reliability or {})
+    for name in reliability:
+        if name not in modalities:
+            raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
+    reliability = {**(default_reliability or {}), **reliability}
+    rel = {m: check_range(f"reliability of {m}", reliability.get(m, 1.0), RELIABILITY) for m in modalities}
+    guidance = check_range("guidance", guidance, GUIDANCE)
+    steps = check_range("steps", steps, STEPS)
+    seed = check_range("seed", seed, SEED)
+    superres = check_switch("superres", superres)
+    if sampler not in samplers:
+        raise ConditionError(f"sampler: unknown sampler {sampler!r}; accepted: {', '.join(samplers)}")
+    inputs = dict(inputs or {})
+    for m, given in inputs.items():
+        if m in modalities or given is None:
+            continue
+        if m in known:
+            raise ConditionError(f"{m}: this world has no {m} expert; its modalities: {', '.join(modalities)}")
+        raise ConditionError(f"unknown modality {m!r}; accepted: {', '.join(modalities)}")
+    values = {}
+    for m in (m for m in modalities if m in inputs):
+        value, note = read(m, inputs[m])
+        if note:
+            notes.append(note)
+        if value is None:
+            continue
+        values[m] = value
+        if rel[m] == 0:
+            notes.append(f"{m} reliability is 0: the {m} expert is off")
+    if not values:
+        notes.append(f"no modality given: sampling the experts' mixed prior (an unconditional {subject})")
+    return Request(values, rel, guidance, steps, seed, sampler, tuple(notes), superres)
