@@ -23,7 +23,8 @@ from unite_demo.studio.inputs import RunInputs  # noqa: E402
 from unite_demo.limits import (CANVAS, CONCURRENT_RUNS, DEFAULTS, GUIDANCE, MAX_TEXT_CHARS, MAX_UPLOAD,  # noqa: E402
                                RELIABILITY, SEED, STEPS, SWEEP_VALUES)
 from unite_demo.studio.pages import CLASS_OFF, example_inputs, legend_html, palette_hex, random_seed  # noqa: E402
-from unite_demo.studio.runs import UNCHANGED, image_views, outputs, tune_malloc  # noqa: E402
+from unite_demo.studio.runs import UNCHANGED, image_views, outputs  # noqa: E402
+from unite_demo.studio.threads import tune_malloc  # noqa: E402
 from unite_demo.method.sampler import SAMPLERS  # noqa: E402
 from unite_demo.studio.studio import Studio  # noqa: E402
 from unite_demo.worlds.faces.world import BUILTIN  # noqa: E402

@@ -11,7 +11,7 @@ import numpy as np
 from gradio_client import handle_file
 
 from unite_demo.studio.inputs import RunInputs, build_request
-from unite_demo.studio.runs import ResultCache
+from unite_demo.studio.results import ResultCache
 from unite_demo.studio.studio import LoadedWorlds, Studio
 from unite_demo.worlds.faces.world import BUILTIN
 

@@ -16,7 +16,7 @@ from unite_demo.limits import DEFAULTS
 from scripts.media import serve
 from unite_demo import generate, limits
 from unite_demo.studio import pages
-from unite_demo.studio import runs
+from unite_demo.studio import results
 from unite_demo.worlds.faces.examples import load_examples
 from unite_demo.worlds.faces.data import PALETTE_RGB, make_face
 
@@ -93,7 +93,7 @@ def test_same_seed_same_image_other_seed_another(client):
     # can turn into a few flipped pixels.
     ex = pages.example_inputs(0)  # the page's default canvases
     local = list(run(seg={"composite": ex.seg}, sketch={"composite": ex.sketch}, text=text, seed=123, steps=6,
-                     cache=runs.ResultCache()))
+                     cache=results.ResultCache()))
     diff = np.abs(a - np.asarray(local[-1].image).astype(np.int16))
     assert diff.mean() < 0.5 and (diff > 2).mean() < 0.01
 

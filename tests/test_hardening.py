@@ -16,7 +16,7 @@ from PIL import Image
 
 from helpers import WORLDS, editor, header_only_png, run
 from unite_demo import limits
-from unite_demo.studio import runs
+from unite_demo.studio import results
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.conditions import MAX_SIDE, MAX_TEXT_CHARS, ConditionError, check_image_file
 from unite_demo.worlds.faces.data import PALETTE_RGB
@@ -44,7 +44,7 @@ def world():
 
 def run_request(**kw):
     """The first update of a run (validation happens before it), with 1 step."""
-    return next(iter(run(cache=runs.ResultCache(), **{"steps": 1, **kw})))
+    return next(iter(run(cache=results.ResultCache(), **{"steps": 1, **kw})))
 
 
 # --- images: modes, sizes, damage ---------------------------------------------------------------
@@ -174,9 +174,9 @@ def test_a_non_finite_value_during_sampling_stops_the_run_with_a_message(world, 
 
     monkeypatch.setattr(expert.denoiser, "forward", broken)
     with pytest.raises(FloatingPointError, match=r"non-finite values at step 1"):
-        list(run(steps=3, cache=runs.ResultCache(), seed=5))
+        list(run(steps=3, cache=results.ResultCache(), seed=5))
     monkeypatch.setattr(expert.denoiser, "forward", real)
-    assert list(run(steps=2, cache=runs.ResultCache(), seed=5))[-1].done  # the world still works
+    assert list(run(steps=2, cache=results.ResultCache(), seed=5))[-1].done  # the world still works
 
 
 def test_a_world_whose_weights_fail_to_load_says_so_and_the_others_keep_working(world, tmp_path, monkeypatch,

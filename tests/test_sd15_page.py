@@ -17,6 +17,7 @@ from tiny_sd15 import SIZE, seg_rgb
 from unite_demo import generate, limits
 from unite_demo.studio import pages
 from unite_demo.studio import runs
+from unite_demo.studio import results
 from unite_demo.worlds import pretrained as sd15
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.conditions import ConditionError
@@ -149,7 +150,7 @@ def test_class_picker_values_reach_the_class_expert():
 
 
 def test_run_streams_the_class_world_and_caches_by_class():
-    cache = runs.ResultCache()
+    cache = results.ResultCache()
     kw = {"seg": editor(painted_scene()), "text": "a cat", "steps": 2, "guidance": 5.0, "cache": cache}
     first = list(run("sd15-dit", class_name="goldfish", **kw))
     assert [u.step for u in first] == [1, 2, 2] and first[-1].done and not first[-1].cached
@@ -199,7 +200,7 @@ def test_cli_says_in_one_line_how_to_get_missing_weights(tmp_path, capsys, monke
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: the sd15 world needs pretrained weights that are not here")
     assert f"UNITE_SD15={tmp_path / 'nowhere'}" in lines[0] and "no such folder" in lines[0]
-    assert "UNITE_DOWNLOAD=1" in lines[0] and "README" in lines[0]
+    assert "UNITE_DOWNLOAD=1" in lines[0] and "docs/pretrained-worlds.md" in lines[0]
     assert not (tmp_path / "x.png").exists()
 
 

@@ -12,6 +12,7 @@ from helpers import WORLDS, editor, request, rgba, run_inputs
 from unite_demo import limits
 from unite_demo.studio import pages
 from unite_demo.studio import runs
+from unite_demo.studio import results
 from unite_demo.method.combine import REMEDIES, ProductOfExperts, ProductStrip
 from unite_demo.worlds.conditions import ConditionError
 from unite_demo.method.experts import Expert
@@ -146,7 +147,7 @@ def test_the_strip_image_puts_each_image_over_its_label_and_frames_the_run_as_se
 
 
 def test_an_explain_run_streams_strips_caches_them_and_saves_png_and_gif(world, tmp_path):
-    cache, saved = runs.ResultCache(), runs.SavedRuns(tmp_path / "saved")
+    cache, saved = results.ResultCache(), results.SavedRuns(tmp_path / "saved")
     widgets = example_widgets(2, steps=4, view="experts")
     studio = Studio(WORLDS, cache, saved=saved)
     first = list(studio.run(run_inputs(**widgets)))
@@ -174,13 +175,13 @@ def test_an_explain_run_streams_strips_caches_them_and_saves_png_and_gif(world, 
 
 
 def test_saved_runs_keep_the_newest_and_the_cache_is_bounded_in_bytes(tmp_path, world):
-    saved = runs.SavedRuns(tmp_path, keep=2)
+    saved = results.SavedRuns(tmp_path, keep=2)
     strip = make_strip(request(world, text="a face"))
     frames = (np.zeros((1, 32, 32, 3), np.uint8),) * 2
     for key in ("k1", "k2", "k3"):
         saved.save(key, frames, strip)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k2", "k3"]
-    cache = runs.ResultCache(max_items=10, max_bytes=3000)
+    cache = results.ResultCache(max_items=10, max_bytes=3000)
     for key in "abc":
         cache.put(key, [np.zeros(1000, np.uint8)])
     cache.put("d", [np.zeros(1000, np.uint8)])

@@ -14,6 +14,8 @@ from helpers import WORLDS, editor, request, rgba, run, run_inputs
 from unite_demo import limits
 from unite_demo.studio import pages
 from unite_demo.studio import runs
+from unite_demo.studio import results
+from unite_demo.studio import threads
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.canvas import is_photo, photo_to_sketch, seg_from_editor, sketch_from_editor
 from unite_demo.worlds.conditions import ConditionError, describe_reading, sketch_from_image
@@ -159,7 +161,7 @@ def collect(**kw):
 
 
 def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
-    cache = runs.ResultCache()
+    cache = results.ResultCache()
     ex = pages.example_inputs(1)
     kw = dict(seg=editor(rgba(ex.seg)), sketch=editor(rgba(ex.sketch)), text=ex.text, seed=3, steps=4, cache=cache)
     first = collect(**kw)
@@ -187,16 +189,16 @@ def test_run_streams_a_preview_per_step_then_the_final_and_caches_it(world):
 
 def test_request_key_covers_every_input(world):
     base = dict(text="a face with glasses", seed=1, steps=3)
-    key = runs.request_key("w", request(world, **base))
-    assert key == runs.request_key("w", request(world, **{**base, "text": " a face  with glasses "}))
+    key = results.request_key("w", request(world, **base))
+    assert key == results.request_key("w", request(world, **{**base, "text": " a face  with glasses "}))
     for change in ({"seed": 2}, {"steps": 4}, {"guidance": 3.0}, {"sampler": "ddim"}, {"r_text": 2.5},
                    {"text": "a face"}, {"sketch": editor(np.asarray(draw_strokes("white", "black")))}):
-        assert runs.request_key("w", request(world, **{**base, **change})) != key, change
-    assert runs.request_key("v", request(world, **base)) != key
+        assert results.request_key("w", request(world, **{**base, **change})) != key, change
+    assert results.request_key("v", request(world, **base)) != key
 
 
 def test_result_cache_evicts_least_recently_used():
-    cache = runs.ResultCache(max_items=2)
+    cache = results.ResultCache(max_items=2)
     cache.put("a", [np.zeros(1)])
     cache.put("b", [np.zeros(1)])
     assert cache.get("a") is not None
@@ -205,7 +207,7 @@ def test_result_cache_evicts_least_recently_used():
 
 
 def test_a_newer_ticket_stops_a_live_run_within_one_step_but_not_an_api_run(world):
-    tickets, cache = runs.Tickets(), runs.ResultCache()
+    tickets, cache = threads.Tickets(), results.ResultCache()
     live = run(text="a face", seed=11, steps=8, live=True, session="s1", tickets=tickets, cache=cache)
     assert next(live).step == 1
     assert next(live).step == 2
@@ -226,7 +228,7 @@ def test_a_newer_ticket_stops_a_live_run_within_one_step_but_not_an_api_run(worl
 
 
 def test_tickets_are_per_session_and_bounded():
-    t = runs.Tickets(max_sessions=3)
+    t = threads.Tickets(max_sessions=3)
     assert t.current("a") == 0
     assert t.bump("a") == 1 and t.bump("a") == 2 and t.bump("b") == 1
     for s in "cde":
@@ -257,7 +259,7 @@ def test_what_the_text_expert_reads_is_described_in_words():
 
 
 def test_read_ahead_yields_every_item_in_order_and_raises_the_producers_error():
-    assert list(runs.read_ahead(iter(range(50)), depth=2)) == list(range(50))
+    assert list(threads.read_ahead(iter(range(50)), depth=2)) == list(range(50))
 
     def failing():
         yield 1
@@ -265,7 +267,7 @@ def test_read_ahead_yields_every_item_in_order_and_raises_the_producers_error():
 
     got = []
     with pytest.raises(ValueError, match="boom at 2"):
-        for item in runs.read_ahead(failing()):
+        for item in threads.read_ahead(failing()):
             got.append(item)
     assert got == [1]
 
@@ -282,7 +284,7 @@ def slow_counter(produced: list, closed: threading.Event, n: int = 100, delay: f
 
 def test_read_ahead_stops_producing_when_the_consumer_closes_or_stop_says_so():
     produced, closed = [], threading.Event()
-    items = runs.read_ahead(slow_counter(produced, closed), depth=2)
+    items = threads.read_ahead(slow_counter(produced, closed), depth=2)
     assert [next(items) for _ in range(3)] == [0, 1, 2]
     items.close()  # Stop pressed, or the client went away
     assert closed.wait(2.0)  # the source generator itself was closed
@@ -290,7 +292,7 @@ def test_read_ahead_stops_producing_when_the_consumer_closes_or_stop_says_so():
 
     produced, closed, stop = [], threading.Event(), threading.Event()
     got = []
-    for item in runs.read_ahead(slow_counter(produced, closed), stop=stop.is_set, depth=2):
+    for item in threads.read_ahead(slow_counter(produced, closed), stop=stop.is_set, depth=2):
         got.append(item)
         if item == 4:
             stop.set()  # a newer live run
@@ -319,7 +321,7 @@ def test_a_runs_messages_show_the_conditions_at_the_first_step_and_the_end_only(
     views = [all(o[k] is not runs.UNCHANGED for k in conditions) for o in shown]
     assert views[0] and views[-1] and not any(views[1:-1]) and len(views) > 3 and updates[-1].done
     assert shown[0]["conditions"] == updates[0].caption and shown[-1]["seg_view"] is updates[-1].views["seg"]
-    tickets = runs.Tickets()
+    tickets = threads.Tickets()
     live = run(text="a face", seed=14, steps=8, live=True, session="s9", tickets=tickets)
     next(live)
     tickets.bump("s9")
@@ -329,7 +331,7 @@ def test_a_runs_messages_show_the_conditions_at_the_first_step_and_the_end_only(
 
 
 def test_stop_says_whether_a_run_of_that_session_was_going(world):
-    studio = Studio(WORLDS, runs.ResultCache())
+    studio = Studio(WORLDS, results.ResultCache())
     assert studio.stop("idle") is False  # an idle page keeps its "done"
     going = studio.run(run_inputs(text="a face", steps=3, seed=21), session="busy")
     next(going)
