@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from unite_demo.limits import DEFAULTS, RELIABILITY
+from unite_demo.limits import DEFAULTS
 from unite_demo.studio.strips import Strip, make_strip
-from unite_demo.worlds.conditions import ConditionError, Request, check_range
+from unite_demo.worlds.conditions import ConditionError, Request
 from unite_demo.worlds.faces.world import BUILTIN
 from unite_demo.worlds.modalities import MODALITIES, Modality
 from unite_demo.worlds.world import World
@@ -78,22 +78,20 @@ def _switched_off(m: Modality, card: Card) -> str | None:
 def build_request(world: World, inputs: RunInputs) -> Request:
     """The run's inputs -> a validated Request for `world` (ConditionError on bad input); its notes
     say, in words, which modalities are off and why. The cards of modalities the world has no expert
-    for must be empty (the page hides them); their reliabilities are still checked (the API sends
-    every card)."""
+    for must be empty (the page hides them); their reliabilities are still checked, by the validation
+    (the API sends every card)."""
     unknown = [m for m in inputs.cards if m not in MODALITIES]
     if unknown:
         raise ConditionError(f"unknown modality {unknown[0]!r}; accepted: {', '.join(MODALITIES)}")
     notes, given, reliability = [], {}, {}
     for name, m in MODALITIES.items():
         card = inputs.card(name)
+        if card.reliability is not None:
+            reliability[name] = card.reliability
         if name not in world.modalities:
-            if card.reliability is not None:
-                check_range(f"reliability of {name}", card.reliability, RELIABILITY)
             if card.on and not _empty(card.value):
                 given[name] = card.value  # refused by the validation, naming the world's modalities
             continue
-        if card.reliability is not None:
-            reliability[name] = card.reliability
         if not card.on:
             note = _switched_off(m, card)
             notes += [note] if note else []

@@ -374,15 +374,17 @@ def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, An
     (the modality's own reading for this world, worlds.modalities) into a validated value or None with
     a note. Reliability: a dict or 'seg=1,text=0.5'; modalities not named take default_reliability
     (else 1). known: the modalities there are (an input for one of them that this world has no expert
-    for is refused). superres: whether the final image goes through the world's final-image stage
+    for is refused; a reliability for one is checked, then left out). superres: whether the final image goes through the world's final-image stage
     (None: it does)."""
     notes = []
     if isinstance(reliability, str):
         reliability = parse_reliability(reliability, modalities)
     reliability = dict(reliability or {})
-    for name in reliability:
+    for name in list(reliability):
         if name not in modalities:
-            raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
+            if name not in known:
+                raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
+            check_range(f"reliability of {name}", reliability.pop(name), RELIABILITY)  # checked, then unused
     reliability = {**(default_reliability or {}), **reliability}
     rel = {m: check_range(f"reliability of {m}", reliability.get(m, 1.0), RELIABILITY) for m in modalities}
     guidance = check_range("guidance", guidance, GUIDANCE)
