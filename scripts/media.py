@@ -349,9 +349,10 @@ def freehand_miou(received_view: np.ndarray, result: np.ndarray) -> float:
 
     from unite_demo.worlds.faces.evaluation import metric_nets
     from unite_demo.worlds.conditions import seg_from_image
+    from unite_demo.worlds.faces.data import FACES_PALETTE
     from unite_demo.worlds.faces.evaluation.metrics import miou
 
-    received = seg_from_image(received_view, 32)
+    received = seg_from_image(received_view, 32, palette=FACES_PALETTE)
     small = np.asarray(Image.fromarray(result).resize((32, 32), Image.Resampling.BOX))
     return miou(metric_nets.segment(metric_nets.load_net("segmenter"), small[None])[0], received)
 

@@ -12,13 +12,13 @@ from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
 
 from helpers import editor_value, run
-from unite_demo.limits import DEFAULTS
-from scripts.media import serve
 from unite_demo import generate, limits
-from unite_demo.studio import pages
-from unite_demo.studio import results
-from unite_demo.worlds.faces.examples import load_examples
+from unite_demo.limits import DEFAULTS
+from unite_demo.studio import pages, results
 from unite_demo.worlds.faces.data import PALETTE_RGB, make_face
+from unite_demo.worlds.faces.examples import load_examples
+
+from scripts.media import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ as rough as painted maps and drawn sketches are."""
 import numpy as np
 import torch
 
-from unite_demo.worlds.faces.training import augment
 from unite_demo.worlds.faces.data import NUM_CLASSES, make_face, sketch_from_labels
 from unite_demo.worlds.faces.evaluation.metrics import edge_f1, miou
+from unite_demo.worlds.faces.training import augment
 
 
 def _faces(n=40):

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.media import FREEHAND, VIEWPORT, StudioPage, chromium, freehand_miou, serve, shown_image
-from unite_demo.worlds import canvas
-from unite_demo.worlds.conditions import seg_from_image, sketch_from_image
-from unite_demo.worlds.faces.examples import load_examples
-from unite_demo.worlds.faces.data import PALETTE_RGB, make_face
 from unite_demo.limits import RESULT_SIZE
 from unite_demo.studio.strips import GAP
+from unite_demo.worlds import canvas
+from unite_demo.worlds.conditions import seg_from_image, sketch_from_image
+from unite_demo.worlds.faces.data import FACES_PALETTE, PALETTE_RGB, make_face
+from unite_demo.worlds.faces.examples import load_examples
+
+from scripts.media import FREEHAND, VIEWPORT, StudioPage, chromium, freehand_miou, serve, shown_image
 
 pytestmark = pytest.mark.slow
 GLASSES = tuple(int(c) for c in PALETTE_RGB[6])
@@ -127,7 +128,7 @@ def test_examples_fill_every_input_and_a_photo_upload_shows_its_sketch(studio_pa
         assert float(sp.page.locator(f"#{m}-reliability input[type=number]").input_value()) == example.reliability[m]
     sp.set_number("steps", 3)
     sp.run_and_time()
-    expected = PALETTE_RGB[canvas.seg_from_editor(np.asarray(Image.open(example.seg).convert("RGB")), 32)]
+    expected = PALETTE_RGB[canvas.seg_from_editor(np.asarray(Image.open(example.seg).convert("RGB")), 32, palette=FACES_PALETTE)]
     assert (shown_image(sp.page, "cond-seg")[2::4, 2::4] == expected).all()  # the example's map reached the expert
 
     photo = tmp_path / "photo.png"
@@ -156,7 +157,7 @@ def test_a_face_painted_off_centre_from_a_blank_map_comes_out_where_it_was_paint
     sp.page.locator("#caption textarea").fill(face["caption"])
     timing = sp.run_and_time()
     assert "done" in timing["status"]
-    received = seg_from_image(shown_image(sp.page, "cond-seg"), 32)  # the 32x32 map the seg expert was given
+    received = seg_from_image(shown_image(sp.page, "cond-seg"), 32, palette=FACES_PALETTE)  # the 32x32 map the seg expert was given
     assert (received == 0).mean() > 0.5  # from a blank map: mostly background
     ys, xs = np.nonzero(received == 1)
     assert xs.mean() > 17 and ys.mean() < 16  # the skin ellipse sits where it was painted
@@ -259,7 +260,7 @@ def test_the_page_holds_still_bands_are_their_size_the_colour_pop_up_closes_and_
     sp.wait_done()
     final_box = sp.page.locator("#result img").bounding_box()
     assert preview_box == final_box  # previews show as large as the final image: nothing jumps at the end
-    received = seg_from_image(shown_image(sp.page, "cond-seg"), 32)
+    received = seg_from_image(shown_image(sp.page, "cond-seg"), 32, palette=FACES_PALETTE)
     rows = np.nonzero((received[:, 10:22] == 6).any(1))[0]  # the map rows the glasses band covers
     print("painted band: map rows", rows.tolist())
     assert 1 <= len(rows) <= 3, rows  # 16 canvas px = 2 of the map's 8-px rows (it was 4: a 32 px band)

@@ -5,10 +5,10 @@ from dataclasses import replace
 
 import torch
 
-from unite_demo.worlds.faces.training import train
 from unite_demo.worlds.faces.data import SPLITS
-from unite_demo.worlds.faces.model import CAPTION_SLOTS, CaptionHead, FaceUNet, FaceUNetConfig, TEXT_DIM, save_face_unet
+from unite_demo.worlds.faces.model import CAPTION_SLOTS, TEXT_DIM, CaptionHead, FaceUNet, FaceUNetConfig, save_face_unet
 from unite_demo.worlds.faces.text import encode_captions
+from unite_demo.worlds.faces.training import train
 
 
 def test_a_null_caption_reads_as_zeros_and_a_caption_as_one_distribution_per_attribute():

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from unite_demo import generate
-from unite_demo.worlds.faces.examples import load_examples
 from unite_demo.limits import STEPS
+from unite_demo.worlds.faces.examples import load_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 

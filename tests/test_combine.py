@@ -5,10 +5,11 @@ import itertools
 import pytest
 import torch
 from diffusers import DDPMScheduler
-from dummies import DummyDenoiser, ScheduledDummy, true_eps
 
 from unite_demo.method.combine import GuidanceOptions, ProductOfExperts, combine_eps, prior_weights
 from unite_demo.method.experts import Expert, NoiseSchedule, eps_to_x0, to_eps, x0_to_eps
+
+from dummies import DummyDenoiser, ScheduledDummy, true_eps
 
 
 def _inputs(seed=0, b=2):

@@ -1,13 +1,12 @@
 """Input validation and encoding: one place, clear messages."""
 
 import io
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from types import SimpleNamespace
 
 from unite_demo.worlds.conditions import (MAX_SIDE, ConditionError, check_text, make_request, parse_reliability,
                                           seg_from_image, sketch_from_image)
@@ -35,21 +34,21 @@ def _png(arr):
 def test_seg_map_round_trips_through_palette_colours_at_any_size():
     f = make_face(3, 32)
     rgb = seg_to_rgb(f.seg)
-    assert np.array_equal(seg_from_image(_png(rgb), 32), f.seg)
+    assert np.array_equal(seg_from_image(_png(rgb), 32, palette=FACES_PALETTE), f.seg)
     big = np.asarray(Image.fromarray(rgb).resize((256, 256), Image.Resampling.NEAREST))
-    assert np.array_equal(seg_from_image(big, 32), f.seg)
+    assert np.array_equal(seg_from_image(big, 32, palette=FACES_PALETTE), f.seg)
 
 
 def test_seg_map_tolerates_antialiasing_but_refuses_foreign_colours():
     f = make_face(3, 32)
     rgb = seg_to_rgb(f.seg).astype(int)
     noisy = np.clip(rgb + np.random.default_rng(0).integers(-20, 21, rgb.shape), 0, 255).astype(np.uint8)
-    assert np.array_equal(seg_from_image(noisy, 32), f.seg)
+    assert np.array_equal(seg_from_image(noisy, 32, palette=FACES_PALETTE), f.seg)
     photo = np.full((32, 32, 3), (90, 140, 30), np.uint8)
     with pytest.raises(ConditionError, match=r"not palette colours.*\(90, 140, 30\).*accepted colours: background"):
-        seg_from_image(photo, 32)
+        seg_from_image(photo, 32, palette=FACES_PALETTE)
     # The painter maps any colour to its nearest class when asked to.
-    assert seg_from_image(photo, 32, strict=False).shape == (32, 32)
+    assert seg_from_image(photo, 32, strict=False, palette=FACES_PALETTE).shape == (32, 32)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "P", "L", "CMYK", "I;16"])
@@ -63,7 +62,7 @@ def test_images_in_any_mode_are_read(mode):
     sk = sketch_from_image(img, 32)
     assert sk.shape == (32, 32) and sk.dtype == np.uint8
     if mode in ("RGBA", "P", "CMYK"):
-        assert (seg_from_image(img, 32, strict=False) == f.seg).mean() > 0.9
+        assert (seg_from_image(img, 32, strict=False, palette=FACES_PALETTE) == f.seg).mean() > 0.9
 
 
 def test_sketch_polarity_is_normalised_to_white_on_black():
@@ -87,7 +86,7 @@ def test_bad_images_get_clear_messages(tmp_path):
     with pytest.raises(ConditionError, match="sketch: cannot read the image"):
         sketch_from_image(str(bad), 32)
     with pytest.raises(ConditionError, match="file not found"):
-        seg_from_image(str(tmp_path / "missing.png"), 32)
+        seg_from_image(str(tmp_path / "missing.png"), 32, palette=FACES_PALETTE)
     huge = Image.new("L", (MAX_SIDE + 1, 8))
     with pytest.raises(ConditionError, match=f"at most {MAX_SIDE}x{MAX_SIDE}"):
         sketch_from_image(huge, 32)
@@ -95,7 +94,7 @@ def test_bad_images_get_clear_messages(tmp_path):
     data = _png(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).getvalue()
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(ConditionError, match="damaged|cannot read"):
-        seg_from_image(str(truncated), 32)
+        seg_from_image(str(truncated), 32, palette=FACES_PALETTE)
 
 
 def test_text_and_reliability_parsing():

@@ -3,9 +3,9 @@ generator's faces (another procedure, other captions)."""
 
 import numpy as np
 
-from unite_demo.worlds.faces.evaluation.drawn import DRAWN_N, drawn_case, drawn_set
-from unite_demo.worlds.faces.data import ATTRIBUTES, SPLITS, SYNONYMS, make_face
 from unite_demo.worlds.conditions import seg_from_image, sketch_from_image
+from unite_demo.worlds.faces.data import ATTRIBUTES, FACES_PALETTE, SPLITS, SYNONYMS, make_face
+from unite_demo.worlds.faces.evaluation.drawn import DRAWN_N, drawn_case, drawn_set
 
 
 def test_cases_are_reproducible_and_distinct():
@@ -19,7 +19,7 @@ def test_cases_are_reproducible_and_distinct():
 def test_conditions_are_what_the_page_readers_make_of_the_canvases():
     case = drawn_case(0)
     assert case.seg_canvas.shape == case.sketch_canvas.shape == (256, 256, 3)
-    assert np.array_equal(seg_from_image(case.seg_canvas, 32), case.seg)
+    assert np.array_equal(seg_from_image(case.seg_canvas, 32, palette=FACES_PALETTE), case.seg)
     assert np.array_equal(sketch_from_image(case.sketch_canvas, 32), case.sketch)
     assert case.edges.shape == (32, 32) and (case.edges > 0).sum() < (case.sketch > 0).sum()  # centre lines
 

@@ -8,10 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from unite_demo.worlds.faces.evaluation import evaluate
-from unite_demo.worlds.faces.evaluation import metric_nets
-from unite_demo.worlds.faces.training import train
 from unite_demo.limits import DEFAULTS
+from unite_demo.worlds.faces.evaluation import evaluate, metric_nets
+from unite_demo.worlds.faces.training import train
 
 TINY = ["--size", "32", "--channels", "16", "32", "32", "--batch", "4", "--log-every", "1", "--save-every", "1000",
         "--warmup", "2", "--steps", "2"]

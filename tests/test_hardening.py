@@ -17,10 +17,10 @@ from PIL import Image
 from helpers import WORLDS, editor, header_only_png, run
 from unite_demo import limits
 from unite_demo.studio import results
+from unite_demo.studio.studio import Studio
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.conditions import MAX_SIDE, MAX_TEXT_CHARS, ConditionError, check_image_file
 from unite_demo.worlds.faces.data import PALETTE_RGB
-from unite_demo.studio.studio import Studio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,6 +182,7 @@ def test_a_non_finite_value_during_sampling_stops_the_run_with_a_message(world, 
 def test_a_world_whose_weights_fail_to_load_says_so_and_the_others_keep_working(world, tmp_path, monkeypatch,
                                                                                     sd15_folders):
     from unite_demo.worlds import pretrained as sd15
+
     from tiny_sd15 import write_tiny_models
 
     folders = write_tiny_models(tmp_path / "broken")

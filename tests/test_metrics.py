@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from unite_demo.worlds.faces.evaluation import metric_nets
 from unite_demo.worlds.faces.data import SPLITS, make_face
+from unite_demo.worlds.faces.evaluation import metric_nets
 from unite_demo.worlds.faces.evaluation.metrics import (attribute_accuracy, attribute_hits, diversity, edge_f1,
                                                         frechet_distance, image_edges, miou, sketch_f1)
 

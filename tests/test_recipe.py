@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from unite_demo.worlds.faces.training import recipe
 from unite_demo.worlds.faces.data import NUM_CLASSES, make_face
 from unite_demo.worlds.faces.model import FaceUNet, FaceUNetConfig, load_face_unet, read_metadata, save_face_unet
 from unite_demo.worlds.faces.text import encode_captions
+from unite_demo.worlds.faces.training import recipe
 from unite_demo.worlds.faces.training.train import EXPERT_MODALITIES
 
 TINY = ["--batch", "4", "--workers", "1", "--pool", "256", "--device", "cpu", "--precision", "fp32",
@@ -143,10 +143,10 @@ def test_the_one_gpu_call_runs_here_at_tiny_size(run, tmp_path):
 
 
 def test_caption_networks_train_on_new_faces_that_their_table_captions_fit():
-    from unite_demo.worlds.faces.training.augment import render_arrays
     import random
 
     from unite_demo.worlds.faces.data import make_face_like, render, sample_attributes
+    from unite_demo.worlds.faces.training.augment import render_arrays
 
     table = [make_face(s, 8) for s in range(2_000_000, 2_000_040)]
     for k, described in enumerate(table):

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from dummies import DummyDenoiser
 
 from unite_demo.method.combine import ProductOfExperts
 from unite_demo.method.experts import Expert
 from unite_demo.method.sampler import SAMPLERS, sample
+
+from dummies import DummyDenoiser
 
 
 def _poe():

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from unite_demo.worlds import pretrained as sd15
 from unite_demo.method.combine import ProductOfExperts
 from unite_demo.method.experts import Expert
+from unite_demo.worlds import pretrained as sd15
+from unite_demo.worlds.pretrained import PretrainedConfig, WeightsMissing
 from unite_demo.worlds.pretrained.labels import (ADE20K, ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, ade20k_painter_order,
                                                  imagenet_classes)
-from unite_demo.worlds.pretrained import PretrainedConfig, WeightsMissing
 
 from tiny_sd15 import SIZE
 from tiny_sd15 import seg_rgb as _seg_rgb

@@ -13,20 +13,19 @@ import pytest
 from PIL import Image
 
 from helpers import WORLDS, request, run
-from tiny_sd15 import SIZE, seg_rgb
 from unite_demo import generate, limits
-from unite_demo.studio import pages
-from unite_demo.studio import runs
-from unite_demo.studio import results
+from unite_demo.limits import DEFAULTS
+from unite_demo.studio import pages, results, runs
+from unite_demo.studio.studio import Studio
 from unite_demo.worlds import pretrained as sd15
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.conditions import ConditionError
 from unite_demo.worlds.faces.data import PALETTE_RGB
-from unite_demo.worlds.pretrained.labels import ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, imagenet_classes
-from unite_demo.worlds.pretrained import PretrainedConfig
-from unite_demo.studio.studio import Studio
 from unite_demo.worlds.faces.world import BUILTIN
-from unite_demo.limits import DEFAULTS
+from unite_demo.worlds.pretrained import PretrainedConfig
+from unite_demo.worlds.pretrained.labels import ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, imagenet_classes
+
+from tiny_sd15 import SIZE, seg_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VARS = [var for var, _ in sd15.ENV.values()]

@@ -28,12 +28,13 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from helpers import editor_value, header_only_png, png_chunk
+from unite_demo.limits import DEFAULTS
+from unite_demo.worlds.conditions import MAX_SIDE, MAX_TEXT_CHARS
+from unite_demo.worlds.faces.data import PALETTE_RGB
+
 from scripts import load_test
 from scripts.load_test import busy_cpu, peak_rss_kib
 from scripts.media import serve
-from unite_demo.worlds.conditions import MAX_SIDE, MAX_TEXT_CHARS
-from unite_demo.worlds.faces.data import PALETTE_RGB
-from unite_demo.limits import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,20 +5,19 @@ per step, and are shown, cached and saved for slides."""
 import numpy as np
 import pytest
 import torch
-from dummies import DummyDenoiser
 from PIL import Image
 
 from helpers import WORLDS, editor, request, rgba, run_inputs
 from unite_demo import limits
-from unite_demo.studio import pages
-from unite_demo.studio import runs
-from unite_demo.studio import results
 from unite_demo.method.combine import REMEDIES, ProductOfExperts, ProductStrip
-from unite_demo.worlds.conditions import ConditionError
 from unite_demo.method.experts import Expert
+from unite_demo.studio import pages, results, runs
 from unite_demo.studio.inputs import build_strip
 from unite_demo.studio.strips import MARK, make_strip, strip_image
 from unite_demo.studio.studio import Studio
+from unite_demo.worlds.conditions import ConditionError
+
+from dummies import DummyDenoiser
 
 TOLERANCE = 1e-4  # on the final tensor in [-1, 1]: rows batched with other rows differ only in float order
 

@@ -12,16 +12,13 @@ from PIL import Image, ImageDraw
 
 from helpers import WORLDS, editor, request, rgba, run, run_inputs
 from unite_demo import limits
-from unite_demo.studio import pages
-from unite_demo.studio import runs
-from unite_demo.studio import results
-from unite_demo.studio import threads
+from unite_demo.studio import pages, results, runs, threads
+from unite_demo.studio.studio import Studio
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.canvas import is_photo, photo_to_sketch, seg_from_editor, sketch_from_editor
 from unite_demo.worlds.conditions import ConditionError, describe_reading, sketch_from_image
+from unite_demo.worlds.faces.data import FACES_PALETTE, PALETTE, PALETTE_RGB, make_face
 from unite_demo.worlds.faces.examples import load_examples
-from unite_demo.worlds.faces.data import PALETTE, PALETTE_RGB, make_face
-from unite_demo.studio.studio import Studio
 
 SKIN, HAIR, GLASSES = PALETTE_RGB[1], PALETTE_RGB[2], PALETTE_RGB[6]
 
@@ -44,7 +41,7 @@ def test_painted_map_maps_to_nearest_palette_class_never_blended(world):
     canvas[:, 124:132, :3] = (SKIN.astype(int) + HAIR.astype(int)) // 2  # a blended, anti-aliased seam
     canvas[:, 124:132, 3] = 255
     canvas[100:140, 160:200, :3] = np.clip(GLASSES + np.array([-20, -30, 25]), 0, 255)  # a slightly off-palette stroke
-    ids = seg_from_editor(editor(canvas), world.image_size)
+    ids = seg_from_editor(editor(canvas), world.image_size, palette=FACES_PALETTE)
     assert ids.shape == (32, 32)
     assert set(np.unique(ids)) <= set(range(len(PALETTE)))
     assert (ids[:, :15] == 0).all()  # unpainted (transparent) is background
@@ -53,9 +50,9 @@ def test_painted_map_maps_to_nearest_palette_class_never_blended(world):
 
 
 def test_blank_or_missing_map_switches_segmentation_off(world):
-    assert seg_from_editor(None, 32) is None
-    assert seg_from_editor(editor(np.zeros((64, 64, 4), np.uint8)), 32) is None  # cleared canvas
-    assert seg_from_editor(editor(rgba(pages.blank_map())), 32) is None  # nothing painted on blank
+    assert seg_from_editor(None, 32, palette=FACES_PALETTE) is None
+    assert seg_from_editor(editor(np.zeros((64, 64, 4), np.uint8)), 32, palette=FACES_PALETTE) is None  # cleared canvas
+    assert seg_from_editor(editor(rgba(pages.blank_map())), 32, palette=FACES_PALETTE) is None  # nothing painted on blank
     req = request(world, seg=editor(rgba(pages.blank_map())), text="a face", steps=2)
     assert req.values.get("seg") is None
     assert any("segmentation map is blank" in n for n in req.notes)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from unite_demo.worlds.faces import final_stage as stage
-from unite_demo.worlds.faces.training import superres as sr
 from unite_demo.worlds.conditions import image_tensor, to_uint8
+from unite_demo.worlds.faces import final_stage as stage
 from unite_demo.worlds.faces.data import SPLITS, make_face
+from unite_demo.worlds.faces.training import superres as sr
 
 TINY = ["--channels", "8", "--blocks", "1", "--faces", "12", "--batch", "4", "--crop", "8", "--heldout", "4",
         "--log-every", "2", "--save-every", "2"]

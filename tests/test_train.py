@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from unite_demo.worlds.faces.training import train
-from unite_demo.worlds.faces.data import seg_to_rgb, make_face
+from unite_demo.worlds.faces.data import make_face, seg_to_rgb
 from unite_demo.worlds.faces.model import load_face_unet, read_metadata
+from unite_demo.worlds.faces.training import train
 from unite_demo.worlds.faces.world import load_faces_world
 
 TINY = ["--size", "16", "--channels", "16", "32", "32", "--batch", "8", "--log-every", "5", "--save-every", "1000",

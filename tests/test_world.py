@@ -5,11 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from unite_demo.worlds.conditions import to_uint8
-from unite_demo.worlds.faces.examples import EXAMPLE_SEEDS, load_examples
-from unite_demo.worlds.faces.data import DATA_VERSION, HAIR_RGB, SPLITS, make_face
-from unite_demo.worlds.faces.model import read_metadata
+
 from helpers import WORLDS
+from unite_demo.worlds.conditions import to_uint8
+from unite_demo.worlds.faces.data import DATA_VERSION, HAIR_RGB, SPLITS, make_face
+from unite_demo.worlds.faces.examples import EXAMPLE_SEEDS, load_examples
+from unite_demo.worlds.faces.model import read_metadata
 from unite_demo.worlds.faces.world import FACES_DIR
 
 
@@ -123,10 +124,10 @@ def test_served_networks_give_the_modules_eps_for_any_batch_noise_level_and_cond
     import torch
 
     from unite_demo.method import engines
-    from unite_demo.worlds.faces.denoiser import FaceDenoiser
-    from unite_demo.worlds.faces.data import NUM_CLASSES
-    from unite_demo.worlds.faces.model import TEXT_DIM, FaceUNet, FaceUNetConfig
     from unite_demo.method.sampler import make_sampler
+    from unite_demo.worlds.faces.data import NUM_CLASSES
+    from unite_demo.worlds.faces.denoiser import FaceDenoiser
+    from unite_demo.worlds.faces.model import TEXT_DIM, FaceUNet, FaceUNetConfig
 
     config = FaceUNetConfig.from_dict({"modalities": ["seg", "sketch", "text"], "image_size": 16,
                                        "channels": [16, 32, 32], "text_reader": "attributes"})

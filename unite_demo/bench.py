@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from unite_demo.method.engines import ENGINES, serve
-from unite_demo.worlds.faces.examples import load_examples
-from unite_demo.worlds.faces.denoiser import FORWARD_NAMES, example_inputs
-from unite_demo.worlds.faces.data import NUM_CLASSES
-from unite_demo.worlds.faces.model import TEXT_DIM
 from unite_demo.limits import DEFAULTS
+from unite_demo.method.engines import ENGINES, serve
+from unite_demo.worlds.faces.data import NUM_CLASSES
+from unite_demo.worlds.faces.denoiser import FORWARD_NAMES, example_inputs
+from unite_demo.worlds.faces.examples import load_examples
+from unite_demo.worlds.faces.model import TEXT_DIM
 from unite_demo.worlds.faces.world import FACES_DIR, load_faces_world
 
 

@@ -28,9 +28,9 @@ import torch
 
 from unite_demo.method.combine import ProductOfExperts
 from unite_demo.method.experts import Expert
-from unite_demo.worlds.pretrained.labels import ADE20K_RGB
 from unite_demo.method.sampler import make_sampler
 from unite_demo.worlds.pretrained import DiTDenoiser, SD15Denoiser
+from unite_demo.worlds.pretrained.labels import ADE20K_RGB
 
 # Stable Diffusion 1.5's UNet (its published config); its ControlNets copy the encoder half.
 SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,

@@ -19,14 +19,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from unite_demo.worlds import registry as worlds
-from unite_demo.worlds.conditions import ConditionError, to_uint8
-from unite_demo.method.sampler import SAMPLERS
-from unite_demo.worlds.modalities import MODALITIES
 from unite_demo.limits import DEFAULTS, GUIDANCE, RELIABILITY, STEPS, SWEEP_VALUES
+from unite_demo.method.sampler import SAMPLERS
 from unite_demo.studio.runs import save_frames, shown
 from unite_demo.studio.strips import make_strip
+from unite_demo.worlds import registry as worlds
+from unite_demo.worlds.conditions import ConditionError, to_uint8
 from unite_demo.worlds.faces.world import BUILTIN
+from unite_demo.worlds.modalities import MODALITIES
 
 DISPLAY_SIZE = 256
 

@@ -24,7 +24,6 @@ from typing import Protocol
 import torch
 
 
-
 class Denoiser(Protocol):
     space: str  # image space, e.g. "pixel 3x32x32"; only denoisers of one space can be combined
     reads: tuple[str, ...]  # condition keys this denoiser understands

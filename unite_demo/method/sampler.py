@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
-from unite_demo.method.experts import Denoiser, eps_to_x0
 from unite_demo.limits import DEFAULTS, MAX_SAMPLER_STEPS, STEPS
+from unite_demo.method.experts import Denoiser, eps_to_x0
 
 SAMPLERS = ("dpmpp", "unipc", "ddim")
 MIN_STEPS, MAX_STEPS = int(STEPS.low), MAX_SAMPLER_STEPS

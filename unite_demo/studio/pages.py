@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from unite_demo.worlds.canvas import Palette, sketch_for_canvas
-from unite_demo.worlds.faces.examples import load_examples
-from unite_demo.worlds.faces.data import FACES_PALETTE
-from unite_demo.worlds.pretrained.labels import ADE20K_NAMES, ade20k_painter_order
 from unite_demo.limits import CANVAS, SEED
+from unite_demo.worlds.canvas import Palette, sketch_for_canvas
+from unite_demo.worlds.faces.data import FACES_PALETTE
+from unite_demo.worlds.faces.examples import load_examples
+from unite_demo.worlds.pretrained.labels import ADE20K_NAMES, ade20k_painter_order
 from unite_demo.worlds.world import World
 
 CLASS_OFF = "(none: the class expert is off)"  # the class picker's empty choice

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unite_demo.worlds.conditions import Request
-from unite_demo.worlds.modalities import MODALITIES
 from unite_demo.limits import CONDITION_SIZE, RESULT_SIZE
 from unite_demo.studio.strips import Strip, strip_image
+from unite_demo.worlds.conditions import Request
+from unite_demo.worlds.modalities import MODALITIES
 from unite_demo.worlds.world import World
 
 

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from unite_demo.limits import CONDITION_SIZE, PREVIEW_SIZE, RESULT_SIZE
+from unite_demo.studio.inputs import RunInputs, build_strip
+from unite_demo.studio.pages import WorldPage, world_page
+from unite_demo.studio.results import ResultCache, SavedRuns, strip_key
+from unite_demo.studio.runs import Update, conditions_view, frame_image, shown, status_line
+from unite_demo.studio.threads import Tickets, read_ahead, release_memory
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.canvas import sketch_from_editor
 from unite_demo.worlds.conditions import ConditionError, sketch_from_image, to_uint8
-from unite_demo.studio.inputs import RunInputs, build_strip
-from unite_demo.limits import CONDITION_SIZE, PREVIEW_SIZE, RESULT_SIZE
-from unite_demo.studio.pages import WorldPage, world_page
-from unite_demo.studio.results import ResultCache, SavedRuns, strip_key
-from unite_demo.studio.threads import Tickets, read_ahead, release_memory
-from unite_demo.studio.runs import Update, conditions_view, frame_image, shown, status_line
 from unite_demo.worlds.faces.world import BUILTIN
 from unite_demo.worlds.world import World
 

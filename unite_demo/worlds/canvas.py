@@ -9,9 +9,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from unite_demo.worlds.conditions import open_image, seg_from_image
-from unite_demo.worlds.faces.data import FACES_PALETTE
 from unite_demo.limits import CANVAS, PHOTO_EDGE_SIZE
+from unite_demo.worlds.conditions import open_image, seg_from_image
 
 Palette = tuple[tuple[str, ...], np.ndarray]  # a world's (class names, (K,3) uint8 colours), as World.palette
 
@@ -47,7 +46,7 @@ def _flatten(rgba: np.ndarray, paper: tuple[int, int, int]) -> np.ndarray:
     return out.round().astype(np.uint8)
 
 
-def seg_from_editor(value, size: int, palette: Palette = FACES_PALETTE) -> np.ndarray | None:
+def seg_from_editor(value, size: int, *, palette: Palette) -> np.ndarray | None:
     """Painted map -> (size,size) class ids by nearest colour of the world's palette (unpainted = its
     first class); None when nothing but that class is there (the segmentation expert is then off)."""
     rgba = _rgba(value, "segmentation map")

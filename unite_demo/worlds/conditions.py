@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unite_demo.worlds.faces.data import PALETTE, PALETTE_RGB
-from unite_demo.method.sampler import SAMPLERS
 from unite_demo.limits import (DEFAULTS, GUIDANCE, MAX_SIDE, MAX_SWEEP_VALUES, MAX_TEXT_CHARS, RELIABILITY, SEED, STEPS,
                                SWEEP_VALUES, VIEWS, Range)
+from unite_demo.method.sampler import SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -175,12 +174,12 @@ def _labels_down(labels: np.ndarray, size: int) -> np.ndarray:
     return present[votes[0].argmax(0).numpy()].astype(np.uint8)
 
 
-def seg_from_image(source, size: int, strict: bool = True,
-                   palette: tuple[tuple[str, ...], np.ndarray] | None = None) -> np.ndarray:
+def seg_from_image(source, size: int, strict: bool = True, *, palette: tuple[tuple[str, ...], np.ndarray]
+                   ) -> np.ndarray:
     """A painted segmentation map -> (size,size) class ids by nearest palette colour.
-    palette: (class names, (K,3) uint8 colours) of the world; default the cartoon-faces palette.
+    palette: (class names, (K,3) uint8 colours) of the world (World.palette).
     strict: refuse maps where more than 2% of the pixels are far from every palette colour."""
-    names, colours_rgb = palette if palette is not None else (tuple(n for _, n, _ in PALETTE), PALETTE_RGB)
+    names, colours_rgb = palette
     rgb = _rgb_on(open_image(source, "segmentation map"), tuple(int(c) for c in colours_rgb[0]))
     # Distances for each distinct colour only: painted maps hold few colours, and (H,W,K) would not fit
     # in memory for a 150-class palette at 512x512.

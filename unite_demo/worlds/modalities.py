@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,8 +22,16 @@ from PIL import Image
 from unite_demo.worlds import conditions as c
 from unite_demo.worlds.canvas import seg_from_editor, sketch_from_editor
 
-if TYPE_CHECKING:
-    from unite_demo.worlds.world import World
+
+class World(Protocol):
+    """What a modality reads of the world it is read for (worlds.world.World has it all)."""
+
+    image_size: int  # the conditions' side
+    palette: tuple[tuple[str, ...], np.ndarray] | None  # the seg expert's (class names, (K,3) colours)
+    class_names: tuple[str, ...]  # the class expert's classes
+    encode_text: Any  # captions -> the text expert's condition
+
+    def read_caption(self, text: str) -> dict | None: ...
 
 # What the page can build for a modality: a label-map painter, a drawing canvas, a text box, a picker.
 WIDGETS = ("painter", "drawing", "caption", "choice")
@@ -100,7 +108,7 @@ def _read_seg(given, world: World) -> Reading:
 
 def _page_seg(value, world: World) -> Reading:
 
-    ids = seg_from_editor(value, world.image_size, world.palette)
+    ids = seg_from_editor(value, world.image_size, palette=world.palette)
     if ids is None:
         return None, "segmentation map is blank (nothing painted): the segmentation expert is off"
     return ids, None

@@ -10,12 +10,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from unite_demo.method.combine import PLAIN, GuidanceOptions, ProductOfExperts, ProductStrip
-from unite_demo.worlds.conditions import Request, make_request
-from unite_demo.method.experts import Expert
-from unite_demo.worlds.faces.data import FACES_PALETTE
 from unite_demo.limits import DEFAULTS
+from unite_demo.method.combine import PLAIN, GuidanceOptions, ProductOfExperts, ProductStrip
+from unite_demo.method.experts import Expert
 from unite_demo.method.sampler import SAMPLERS, Frame, sample
+from unite_demo.worlds.conditions import Request, make_request
 from unite_demo.worlds.modalities import MODALITIES, by_keyword
 
 
@@ -30,7 +29,7 @@ class World:
     beta_schedule: str = "squaredcos_cap_v2"
     baselines: dict[str, Expert] = field(default_factory=dict)  # e.g. the jointly trained model
     cards: dict[str, dict] = field(default_factory=dict)  # training records from the weights' metadata
-    palette: tuple[tuple[str, ...], np.ndarray] = FACES_PALETTE  # the seg expert's (class names, (K,3) colours)
+    palette: tuple[tuple[str, ...], np.ndarray] | None = None  # the seg expert's (class names, (K,3) colours)
     class_names: tuple[str, ...] = ()  # the "class" expert's classes, by id (worlds with one)
     defaults: dict = field(default_factory=dict)  # sampling defaults where they differ from limits.DEFAULTS
     subject: str = "face"  # what it draws, for the notes

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from unite_demo.worlds.faces.data import SPLITS, caption_for, make_face, seg_to_rgb
+from unite_demo import ROOT
 from unite_demo.limits import DEFAULTS
+from unite_demo.worlds.faces.data import SPLITS, caption_for, make_face, seg_to_rgb
 
-from unite_demo import ROOT  # noqa: E402
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 EXAMPLE_SIZE = 256  # stored upscaled (nearest neighbour) so they are pleasant to view and paint on
 EXAMPLE_SEEDS = (133, 476, 76, 257, 261, 505)  # offsets into the held-out split: six hair colours, whole faces

@@ -16,9 +16,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from unite_demo import ROOT
 from unite_demo.worlds.conditions import image_tensor, to_uint8
 
-from unite_demo import ROOT  # noqa: E402
 SUPERRES_DIR = ROOT / "assets" / "superres"
 SUPERRES_FILE = SUPERRES_DIR / "superres.safetensors"
 

@@ -8,18 +8,19 @@ from pathlib import Path
 
 import torch
 
-from unite_demo.worlds.world import World
-from unite_demo.worlds.faces.text import encode_captions
+from unite_demo import ROOT
+from unite_demo.limits import DEFAULTS
 from unite_demo.method.combine import REMEDIES
 from unite_demo.method.experts import Expert
-from unite_demo.worlds.faces.denoiser import FaceDenoiser
-from unite_demo.limits import DEFAULTS
-from unite_demo.worlds.faces.model import MODALITIES, load_face_unet, read_metadata
 from unite_demo.method.sampler import make_sampler
+from unite_demo.worlds.faces.data import FACES_PALETTE
+from unite_demo.worlds.faces.denoiser import FaceDenoiser
 from unite_demo.worlds.faces.final_stage import SUPERRES_FILE
 from unite_demo.worlds.faces.final_stage import load_stage as load_superres
+from unite_demo.worlds.faces.model import MODALITIES, load_face_unet, read_metadata
+from unite_demo.worlds.faces.text import encode_captions
+from unite_demo.worlds.world import World
 
-from unite_demo import ROOT  # noqa: E402
 BUILTIN = "cartoon-faces"
 FACES_DIR = Path(os.environ.get("UNITE_FACES_DIR", ROOT / "assets" / "experts"))
 
@@ -70,4 +71,4 @@ def load_faces_world(folder: Path | str = FACES_DIR, engine: str | None = None,
         cards["superres"] = final_stage.config.extra
     return World(BUILTIN, experts, first["image_size"], first["num_train_timesteps"], first["beta_schedule"],
                  baselines, cards, final_stage=final_stage, guidance_options=REMEDIES[DEFAULTS["remedy"]],
-                 device=device, encode_text=encode_captions)
+                 device=device, encode_text=encode_captions, palette=FACES_PALETTE)

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from unite_demo.method.combine import ProductOfExperts
-from unite_demo.worlds.conditions import Request
-from unite_demo.method.experts import Expert
-from unite_demo.worlds.pretrained.labels import ADE20K_NAMES, ADE20K_RGB
 from unite_demo.limits import SD_DEFAULTS
+from unite_demo.method.combine import ProductOfExperts
+from unite_demo.method.experts import Expert
+from unite_demo.worlds.conditions import Request
+from unite_demo.worlds.pretrained.labels import ADE20K_NAMES, ADE20K_RGB
 from unite_demo.worlds.world import World
 
 SPATIAL = ("sketch", "seg")  # the ControlNet experts, in the order of their networks

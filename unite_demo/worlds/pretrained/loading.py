@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from unite_demo.method.experts import Expert
 from unite_demo.limits import SD_SPATIAL_PROMPT_RELIABILITY
-from unite_demo.worlds.pretrained.labels import imagenet_classes
+from unite_demo.method.experts import Expert
 from unite_demo.worlds.pretrained.denoisers import DiTDenoiser, SD15Denoiser
+from unite_demo.worlds.pretrained.labels import imagenet_classes
 from unite_demo.worlds.pretrained.latent import LatentWorld
 
 WORLDS = ("sd15", "sd15-dit")

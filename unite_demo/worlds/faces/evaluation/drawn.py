@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from unite_demo.worlds.conditions import seg_from_image, sketch_from_image
-from unite_demo.worlds.faces.data import ATTRIBUTES, PALETTE_RGB, Case
+from unite_demo.worlds.faces.data import ATTRIBUTES, FACES_PALETTE, PALETTE_RGB, Case
 
 DRAWN_SEED = 20_231_101  # the set's own seed space: cases are (DRAWN_SEED, k), no faces.SPLITS seed
 CANVAS = 256  # the page's canvas side
@@ -227,7 +227,7 @@ def drawn_case(k: int, size: int = 32) -> DrawnCase:
         c = _wobble(c, rng.uniform(1, 4), rng)
         _stroke(paper, c, width, (30, 30, 30), rng, gaps=0.1)
         cv2.polylines(edges, [np.round(c * scale).astype(np.int32)], False, 255, 1)
-    seg_ids = seg_from_image(_png(seg), size)
+    seg_ids = seg_from_image(_png(seg), size, palette=FACES_PALETTE)
     strokes = sketch_from_image(_png(paper), size)
     caption, mentioned = _caption(attrs, rng)
     return DrawnCase(seed=k, seg=seg_ids, sketch=strokes, edges=edges, caption=caption, attributes=attrs,

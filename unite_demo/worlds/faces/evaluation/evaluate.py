@@ -27,17 +27,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unite_demo.worlds.faces.evaluation import metric_nets
-from unite_demo.worlds.faces import final_stage
-from unite_demo.worlds.faces.training import superres
-from unite_demo.method.combine import REMEDIES, ProductOfExperts
-from unite_demo.worlds.conditions import to_uint8
-from unite_demo.worlds.faces.conditions import face_conditions
-from unite_demo.worlds.faces.evaluation.drawn import DRAWN_N, drawn_set
-from unite_demo.worlds.faces.data import ATTRIBUTES, SPLITS, make_face
-from unite_demo.worlds.faces.evaluation.metrics import attribute_hits, diversity, frechet_distance, miou, sketch_f1
-from unite_demo.method.sampler import SAMPLERS, check_steps, sample
 from unite_demo.limits import DEFAULTS
+from unite_demo.method.combine import REMEDIES, ProductOfExperts
+from unite_demo.method.sampler import SAMPLERS, check_steps, sample
+from unite_demo.worlds.conditions import to_uint8
+from unite_demo.worlds.faces import final_stage
+from unite_demo.worlds.faces.conditions import face_conditions
+from unite_demo.worlds.faces.data import ATTRIBUTES, SPLITS, make_face
+from unite_demo.worlds.faces.evaluation import metric_nets
+from unite_demo.worlds.faces.evaluation.drawn import DRAWN_N, drawn_set
+from unite_demo.worlds.faces.evaluation.metrics import attribute_hits, diversity, frechet_distance, miou, sketch_f1
+from unite_demo.worlds.faces.training import superres
 from unite_demo.worlds.faces.world import FACES_DIR, load_faces_world
 from unite_demo.worlds.world import World
 

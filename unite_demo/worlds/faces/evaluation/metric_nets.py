@@ -28,11 +28,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from unite_demo import ROOT
 from unite_demo.worlds.conditions import image_tensor
 from unite_demo.worlds.faces.data import ATTRIBUTES, CLASS_NAMES, DATA_VERSION, NUM_CLASSES, SPLITS, make_face
 from unite_demo.worlds.faces.evaluation.metrics import attribute_accuracy, miou
 
-from unite_demo import ROOT  # noqa: E402
 METRICS_DIR = ROOT / "assets" / "metrics"
 NETS = ("segmenter", "classifier")
 HELDOUT_FACES = 1000  # first faces of the held-out split, the same ones the evaluation uses

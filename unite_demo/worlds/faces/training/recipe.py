@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from unite_demo.worlds.faces.training.augment import render_arrays
 from unite_demo.worlds.faces.data import DATA_VERSION, NUM_CLASSES, SPLITS, make_face
 from unite_demo.worlds.faces.model import CAPTION_DIM, FaceUNet, load_face_unet, read_metadata, save_face_unet
+from unite_demo.worlds.faces.training.augment import render_arrays
 from unite_demo.worlds.faces.training.train import (DEFAULT_ASSETS, EXPERT_MODALITIES, ROOT, hardware, init_record,
                                                     load_checkpoint, load_ema, make_scheduler, save_checkpoint,
                                                     training_loss, write_card)

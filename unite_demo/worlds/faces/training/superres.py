@@ -31,10 +31,10 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from unite_demo import ROOT
-from unite_demo.worlds.faces.final_stage import SUPERRES_DIR, SRConfig, SuperRes, load_net, save_net
 from unite_demo.worlds.conditions import image_tensor, to_uint8
 from unite_demo.worlds.faces.data import DATA_VERSION, SPLITS, make_face
 from unite_demo.worlds.faces.evaluation.metric_nets import card_rows
+from unite_demo.worlds.faces.final_stage import SUPERRES_DIR, SRConfig, SuperRes, load_net, save_net
 
 # ---------------------------------------------------------------------------------------------
 # Image measures: what makes an output look grainy or soft, region by region.

@@ -29,17 +29,18 @@ from diffusers import DDPMScheduler
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from unite_demo.worlds.faces.training.augment import render_faces
 from unite_demo.worlds.conditions import image_tensor
 from unite_demo.worlds.faces.conditions import face_conditions
 from unite_demo.worlds.faces.data import DATA_VERSION, SPLITS, make_face
 from unite_demo.worlds.faces.model import (CAPTION_SLOTS, CaptionHead, FaceUNet, FaceUNetConfig, read_metadata,
                                            save_face_unet)
 from unite_demo.worlds.faces.text import encode_captions
+from unite_demo.worlds.faces.training.augment import render_faces
 
 EXPERT_MODALITIES = {"base": (), "seg": ("seg",), "sketch": ("sketch",), "text": ("text",),
                      "joint": ("seg", "sketch", "text")}
-from unite_demo import ROOT  # noqa: E402
+from unite_demo import ROOT
+
 DEFAULT_ASSETS = ROOT / "assets" / "experts"
 
 
@@ -345,8 +346,8 @@ def write_card(weights: Path, first_loss="n/a", command: str | None = None, guid
     from PIL import Image
 
     from unite_demo.method.combine import ProductOfExperts
-    from unite_demo.worlds.faces.data import seg_to_rgb
     from unite_demo.method.sampler import sample
+    from unite_demo.worlds.faces.data import seg_to_rgb
     from unite_demo.worlds.faces.world import _faces_expert
 
     expert, extra = _faces_expert(weights, weights.stem)
