@@ -33,10 +33,11 @@ class World(Protocol):
 
     def read_caption(self, text: str) -> dict | None: ...
 
+
 # What the page can build for a modality: a label-map painter, a drawing canvas, a text box, a picker.
 WIDGETS = ("painter", "drawing", "caption", "choice")
 
-Reading = tuple[Any, "str | None"]  # (the validated value, or None: this modality is off; a note for the user, or None)
+Reading = tuple[Any, str | None]  # (the validated value, or None: this modality is off; a note for the user, or None)
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,6 @@ def register(modality: Modality) -> Modality:
     """Add a modality (or replace the one of that name); the page, API and CLI built afterwards offer it."""
     MODALITIES[modality.name] = modality
     return modality
-
-
-def unregister(name: str) -> None:
-    MODALITIES.pop(name, None)
 
 
 def by_keyword() -> dict[str, Modality]:
