@@ -22,7 +22,7 @@ CARRY=$(cd "${RECIPE:-.recipe}" && pwd)    # what `recipe prepare` wrote
 DEVICE=${DEVICE:-cuda}      # cpu: the same call at tiny size, as the tests run it
 export PYTHONPATH="$CARRY/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if ! $PY -c "import diffusers" 2>/dev/null; then
-  $PY -m pip install --quiet --disable-pip-version-check --no-deps --no-index --target "$CARRY/site" "$CARRY"/diffusers-*.whl
+  $PY -m pip install --quiet --disable-pip-version-check --no-deps --no-index --target "$CARRY/site" "$CARRY"/*.whl
 fi
 $PY -c "import cv2, diffusers, PIL, safetensors, torch; assert '$DEVICE' != 'cuda' or torch.cuda.is_available(), \
 'no CUDA device'; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"

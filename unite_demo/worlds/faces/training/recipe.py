@@ -102,15 +102,18 @@ def prepare(dest: Path, assets: Path, n: int, wheel: bool = True) -> Path:
 
 
 def copy_diffusers_wheel(dest: Path) -> None:
-    """The pinned diffusers wheel, for a CUDA machine that has torch but not diffusers."""
+    """The pinned diffusers wheel and importlib_metadata (a requirement of diffusers that CUDA images with
+    torch and huggingface_hub often lack), for a CUDA machine that has torch but not diffusers."""
+    import importlib.metadata
     import subprocess
 
     import diffusers
 
-    if list(dest.glob(f"diffusers-{diffusers.__version__}-*.whl")):
-        return
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--disable-pip-version-check",
-                    "-d", str(dest), f"diffusers=={diffusers.__version__}"], check=True)
+    for name, version in (("diffusers", diffusers.__version__),
+                          ("importlib_metadata", importlib.metadata.version("importlib_metadata"))):
+        if not list(dest.glob(f"{name}-{version}-*.whl")):
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                            "--disable-pip-version-check", "-d", str(dest), f"{name}=={version}"], check=True)
 
 
 # ---------------------------------------------------------------------------------------------
