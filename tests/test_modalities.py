@@ -3,13 +3,13 @@
 the command line, and its value reaches the expert."""
 
 import dataclasses
-import socket
 
 import pytest
 import torch
 from gradio_client import Client
 
 from helpers import WORLDS
+from scripts.media import free_port
 from unite_demo import generate
 from unite_demo.method.experts import Expert
 from unite_demo.studio import runs
@@ -84,12 +84,6 @@ def test_the_dummy_modality_reaches_the_command_line_and_its_expert(dummy_world,
     assert req.values["dummy"] == "abc" and req.reliability["dummy"] == 0.5  # the record's default
     assert generate.main(["--dummy", "wxyz", "--out", str(out)]) == 2  # the built-in world has no dummy expert
     assert "dummy: this world has no dummy expert" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
