@@ -8,11 +8,13 @@ adaptations to gradio are gradio_adapters'.
 import dataclasses
 import os
 
+import numpy as np
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from gradio_adapters import (BRUSH_JS, DELETE_CACHE, LIVE_JS, SEND_JS, SHOW_JS, ResultImage,  # noqa: E402
+from gradio_adapters import (BRUSH_JS, DELETE_CACHE, LIVE_JS, RUN_JS, SEND_JS, SHOW_JS, PHONE_WIDTH, ResultImage,  # noqa: E402
                              SentDropdown, SentNumber, SentRadio, SentSlider, SentTextbox, StreamedOutputs,
                              canvas_twin, guard_file_moves, import_matplotlib_now, launch_options, on_spaces_gpu,
                              page_js, stroke_size)
@@ -20,30 +22,60 @@ from unite_demo.worlds.conditions import ConditionError  # noqa: E402
 from unite_demo.worlds.modalities import MODALITIES  # noqa: E402
 from unite_demo.worlds.faces.examples import load_examples  # noqa: E402
 from unite_demo.studio.inputs import RunInputs  # noqa: E402
-from unite_demo.limits import (CANVAS, CONCURRENT_RUNS, DEFAULTS, GUIDANCE, MAX_TEXT_CHARS, MAX_UPLOAD,  # noqa: E402
+from unite_demo.limits import (CANVAS, CONCURRENT_RUNS, DEFAULTS, GUIDANCE, MAX_UPLOAD,  # noqa: E402
                                RELIABILITY, SEED, STEPS, SWEEP_VALUES)
-from unite_demo.studio.pages import CLASS_OFF, example_inputs, legend_html, palette_hex, random_seed  # noqa: E402
+from unite_demo.studio.pages import (CLASS_OFF, example_inputs, legend_html, painter_upload, palette_hex,  # noqa: E402
+                                     random_seed, sketch_upload)  # noqa: E402
 from unite_demo.studio.runs import UNCHANGED, image_views, outputs  # noqa: E402
 from unite_demo.studio.threads import tune_malloc  # noqa: E402
 from unite_demo.method.sampler import SAMPLERS  # noqa: E402
 from unite_demo.studio.studio import Studio  # noqa: E402
 from unite_demo.worlds.faces.world import BUILTIN  # noqa: E402
 
+# A world picked: the painters show the new world's maps, only where the page moved to another world.
+SHOW_IF_MOVED_JS = ("(moved, ...maps) => { if (moved) window.__uniteLiveKick?.(); "
+                    "return maps.map((m) => moved ? m : {__type__: 'update'}); }")
 SWEEP_TEXT = ", ".join(f"{v:g}" for v in SWEEP_VALUES)  # the reliability strip's values as the page shows them
 
 STUDIO = Studio()  # holds no world until start() (or the first run) loads one
-PAGE_JS = page_js(debounce_s=0.35)  # live mode: a run starts this long after the last change
+# Live mode: a run starts 0.35 s after the last change. A file given to a canvas goes to its hidden upload.
+PAGE_JS = page_js(debounce_s=0.35, uploads={f"#{m.widget_id}": f"#{m.name}-upload" for m in MODALITIES.values()
+                                            if m.widget in ("drawing", "painter")})
 
 CANVAS_WIDGETS = ("drawing", "painter")  # the widgets drawn on a canvas, in the order the page shows them
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+STRIP_HEIGHT = 300  # px: the explain view's strip, placeholder, previews and final image alike
 PAINT_WIDTH, SKETCH_WIDTH = 16, 8  # the bands the painter's and the sketch's brushes paint, in canvas pixels
-CSS = """
-#result img, #cond-seg img, #cond-sketch img { image-rendering: auto; }
-#result img { width: 100%; height: 100%; object-fit: contain; }
-#strip img { width: 100%; height: auto; object-fit: contain; }
-.card-header label, .card-header [data-testid=block-info] { white-space: nowrap; }
-#progress { min-height: 3em; font-family: ui-monospace, monospace; }
-.palette-legend { font-size: 0.9em; max-height: 9em; overflow-y: auto; }
+CSS = f"""
+#result img, #cond-seg img, #cond-sketch img {{ image-rendering: auto; }}
+#result img {{ width: 100%; height: 100%; object-fit: contain; }}
+#strip img {{ width: 100%; height: 100%; object-fit: contain; }}
+.card-header label, .card-header [data-testid=block-info] {{ white-space: nowrap; }}
+#progress {{ height: 1.6em; font-family: ui-monospace, monospace; white-space: nowrap; overflow: hidden;
+            text-overflow: ellipsis; }}
+#progress .wrap, #notes .wrap {{ display: none !important; }}
+#outputs .wrap .error, #strip .wrap .error {{ display: none !important; }}  /* said in the notes instead */
+#notes-box {{ height: 5.2em; overflow-y: auto; gap: 0; font-size: 0.9em; }}
+#notes, #notes-box .prose {{ min-height: 0; }}
+#page-notes:empty {{ display: none; }}
+#strip-caption {{ min-height: 1.6em; }}
+.palette-legend {{ font-size: 0.9em; max-height: 9em; overflow-y: auto; }}
+#seg-painter .image-container > .top-panel, #sketch-canvas .image-container > .top-panel {{ top: 2.7em !important; }}
+#seg-painter [data-testid=block-label], #sketch-canvas [data-testid=block-label] {{ z-index: 20; }}
+@media (max-width: {PHONE_WIDTH}px) {{
+  #main {{ flex-direction: column; }}
+  #inputs, #outputs {{ display: contents; }}
+  #inputs > *, #outputs > * {{ order: 10; width: 100%; }}
+  #inputs > .first {{ order: 1; }}
+  #inputs > .second {{ order: 2; }}
+  #outputs > .third:nth-child(1) {{ order: 3; }}
+  #outputs > .third {{ order: 4; }}
+  .card-header label, .card-header [data-testid=block-info] {{ white-space: normal; }}
+  .settings-row, .settings-row > .form {{ flex-wrap: wrap !important; }}
+  .settings-row > *, .settings-row > .form > * {{ min-width: 40% !important; flex: 1 1 40% !important; }}
+  #result {{ height: 240px !important; }}
+  #notes-box {{ height: auto; max-height: 5.2em; }}
+}}
 """
 
 
@@ -57,23 +89,24 @@ def generate(request: gr.Request = None, live=False, **params):
 
     Returns (streamed): result image, progress line, the conditions as the experts received them (an
     image per image modality, then the caption, class and expert weights in words), the strip (None in
-    the product view) and its labels, and with the final image the run saved for slides: its image (PNG)
-    and its steps (GIF)."""
+    the product view) and its labels, with the final image the run saved for slides: its image (PNG)
+    and its steps (GIF), and last the notes: a line per change made to the inputs (an expert off, a
+    number put within its range, a caption cut or not understood). Bad input raises an error naming it."""
     sent = StreamedOutputs(UNCHANGED)
     run = None
     try:
         inputs = RunInputs.from_params(params)
         run = STUDIO.run(inputs, live=bool(live), session=request.session_hash if request is not None else None)
         for update in run:
-            if update.step == 1 and not live and not update.superseded:
-                for note in update.notes:
-                    gr.Info(note)
             named = update.outputs()
             yield sent(tuple(named[name] for name in outputs()), skip=update.superseded)
             if update.superseded:
                 return
     except (ConditionError, FloatingPointError) as e:
-        raise gr.Error(str(e), print_exception=False) from None
+        # Said where the notes are, the image shown so far kept; the API's caller gets the error itself.
+        said = {name: UNCHANGED for name in outputs()} | {"progress": "not run", "notes": f"could not run: {e}"}
+        yield sent(tuple(said[name] for name in outputs()), skip=True)
+        raise gr.Error(str(e), visible=False, print_exception=False) from None
     finally:  # finished, failed, Stop or a client gone: the run stops with it
         if run is not None:
             run.close()
@@ -90,13 +123,28 @@ def new_ticket(request: gr.Request):
     STUDIO.stop(request.session_hash)
 
 
-def sketch_uploaded(sketch, world):
-    """A photo dropped on the sketch canvas: show the sketch derived from it (the canvas keeps the photo)."""
-    derived, note = STUDIO.derive_sketch(sketch, world)
-    if derived is None:
-        return gr.update(value=None, visible=False)
-    gr.Info(note)
-    return gr.update(value=derived, visible=True)
+def sketch_uploaded(path, world):
+    """A file given to the sketch canvas (by the page's script, scaled to UPLOAD_SIDE at most): the canvas
+    gets it fitted on white paper, and a photo shows the sketch derived from it; a file that is not an
+    image leaves the canvas as it was. -> canvas value, derived view, notes, accepted, and the upload component
+    emptied for the next file."""
+    try:
+        value = sketch_upload(path)
+        derived, note = STUDIO.derive_sketch(value, world)
+    except ConditionError as e:
+        return None, gr.update(), f"not used: {e}", False, None
+    shown = gr.update(value=derived, visible=True) if derived is not None else gr.update(value=None, visible=False)
+    return value, shown, f"note: {note}" if note else "", True, None
+
+
+def painter_uploaded(path, world):
+    """A file given to the painter: a map in the world's palette is read onto the canvas (in those
+    colours); anything else (a photo, a file that is not an image) is refused, the canvas kept.
+    -> canvas value, notes, accepted, and the upload component emptied."""
+    try:
+        return painter_upload(path, STUDIO.world(world)), "", True, None
+    except ConditionError as e:
+        return None, f"not used: {e}", False, None
 
 
 def world_page(name):
@@ -116,9 +164,23 @@ def view_changed(view):
 
 
 def blank_map(name):
-    """The world's blank map: when a world is picked (a map painted in another palette means nothing
-    there) and on 'Start from a blank map'."""
+    """The world's blank map: on 'Start from a blank map' and Clear."""
     return world_page(name).blank
+
+
+def blank_sketch(_world):
+    """White paper: the sketch canvas on Clear."""
+    return np.full((CANVAS, CANVAS, 3), 255, np.uint8)
+
+
+def canvas_js(widget_id: str, fn: str) -> str:
+    """A browser-side step that gives a canvas its value (fn: the step's JS function) and ends the page's note
+    ('reading ...'), then puts the brush
+    back in the visitor's hand (gradio 6.31.0's editor drops the tool when its image is replaced) and tells
+    live mode that the canvas changed."""
+    return (f"(...args) => {{ window.__uniteSay?.(''); const out = ({fn})(...args); setTimeout(() => {{ "
+            f"document.querySelector('#{widget_id} button[aria-label=Brush]:not(.highlight)')?.click(); "
+            f"window.__uniteLiveKick?.(); }}, 300); return out; }}")
 
 
 def painter_brush(colours, default):
@@ -138,7 +200,7 @@ def card_header(m, value):
 
 def canvas(component, value, label, brush, eraser_size, elem_id):
     return component(value=value, label=label, type="numpy", image_mode="RGBA", format="png",
-                     sources=("upload", "clipboard"), brush=brush,
+                     sources=("upload",), brush=brush,
                      eraser=gr.Eraser(default_size=stroke_size(eraser_size)),
                      canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False, transforms=(), interactive=True,
                      elem_id=elem_id)
@@ -184,6 +246,8 @@ def canvas_card(m, example):
                            m.widget_id)
             extra = {"legend": gr.HTML(legend_html(), elem_id=f"{m.name}-legend"),
                      "blank": gr.Button("Start from a blank map", size="sm")}
+        extra["upload"] = gr.File(visible="hidden", type="filepath", elem_id=f"{m.name}-upload")
+        extra["accepted"] = gr.Checkbox(visible=False)  # whether its last upload was read (build_page)
     return Card(m, box, canvas_twin(start, label.lower()), on, rel, drawn, extra)
 
 
@@ -199,21 +263,22 @@ def build_page(run=generate) -> gr.Blocks:
                     "(a segmentation map, a sketch, a caption), combined at every denoising step as a product of "
                     "experts (Nair et al., CVPR 2023). Reliability sets how much each one is heard; 0 or an empty "
                     "input switches it off.")
-        with gr.Row():
-            with gr.Column(scale=3):
-                with gr.Row():  # the canvases side by side, the drawing first
+        with gr.Row(elem_id="main"):
+            with gr.Column(scale=3, elem_id="inputs"):
+                with gr.Row(elem_classes=["first"]):  # the canvases side by side, the drawing first
                     for m in sorted((m for m in modalities if m.widget in CANVAS_WIDGETS),
                                     key=lambda m: CANVAS_WIDGETS.index(m.widget)):
                         cards[m.name] = canvas_card(m, example)
                 for m in modalities:
                     if m.widget == "caption":
-                        with gr.Column(variant="panel") as box:
+                        with gr.Column(variant="panel", elem_classes=["second"]) as box:
                             on, rel = card_header(m, starting_reliability(m))
+                            # No max_length: a longer caption reaches the validation, which says what it reads.
                             value = SentTextbox(value=example.values.get(m.name, ""), label=m.page_label or m.label,
-                                                lines=2, max_length=MAX_TEXT_CHARS, elem_id=m.widget_id)
+                                                lines=2, elem_id=m.widget_id)
                         cards[m.name] = Card(m, box, value, on, rel)
                     elif m.widget == "choice":  # worlds with a class expert (sd15-dit)
-                        with gr.Column(variant="panel", visible=False) as box:
+                        with gr.Column(variant="panel", visible=False, elem_classes=["second"]) as box:
                             with gr.Row(equal_height=True):
                                 value = SentDropdown([(CLASS_OFF, "")], value="", label=m.page_label or m.label,
                                                      allow_custom_value=True, filterable=True, scale=2,
@@ -221,27 +286,34 @@ def build_page(run=generate) -> gr.Blocks:
                                 rel = slider(RELIABILITY, starting_reliability(m), f"{m.name} reliability", scale=3,
                                              elem_id=f"{m.name}-reliability")
                         cards[m.name] = Card(m, box, value, None, rel)
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=True, elem_classes=["settings-row"]):
                     seed = SentNumber(value=DEFAULTS["seed"], label="Seed", precision=0, minimum=SEED.low,
                                       maximum=SEED.high, min_width=90, elem_id="seed")
                     dice = gr.Button("random seed", size="sm", scale=0, min_width=70, elem_id="dice")
                     steps = slider(STEPS, DEFAULTS["steps"], "Steps", min_width=140, elem_id="steps")
                     guidance = slider(GUIDANCE, DEFAULTS["guidance"], "Guidance scale", min_width=140,
                                       elem_id="guidance")
-                with gr.Row(equal_height=True):
-                    sampler = SentDropdown(list(SAMPLERS), value=DEFAULTS["sampler"], label="Sampler", min_width=90)
-                    world = SentDropdown(STUDIO.available_worlds(), value=BUILTIN, label="World", min_width=130)
+                with gr.Row(equal_height=True, elem_classes=["settings-row"]):
+                    sampler = SentDropdown(list(SAMPLERS), value=DEFAULTS["sampler"], label="Sampler", min_width=90,
+                                           elem_id="sampler")
+                    world = SentDropdown(STUDIO.world_choices(), value=BUILTIN, label="World", min_width=130,
+                                         elem_id="world")
                     superres = gr.Checkbox(value=True, label="Sharpen the final image (128 px)", min_width=110,
                                            elem_id="superres")
                     live = gr.Checkbox(value=False, label="Live mode (re-run on every change)", min_width=110,
                                        elem_id="live")
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, elem_id="outputs"):
                 shown = {"result": ResultImage(label="Result", type="pil", format="png", height=320, interactive=False,
-                                               buttons=["download", "fullscreen"], elem_id="result"),
-                         "progress": gr.Markdown("press Run", label="progress", elem_id="progress", line_breaks=True)}
-                with gr.Row():
-                    run_btn = gr.Button("Run", variant="primary", elem_id="run")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                                               buttons=["download", "fullscreen"], elem_id="result",
+                                               elem_classes=["third"]),
+                         "progress": gr.Markdown("press Run", label="progress", elem_id="progress",
+                                                 elem_classes=["third"])}
+                with gr.Row(elem_classes=["third"]):
+                    run_btn = gr.Button("Run", variant="primary", min_width=100, elem_id="run")
+                    stop_btn = gr.Button("Stop", variant="stop", min_width=100, elem_id="stop")
+                with gr.Column(elem_id="notes-box", elem_classes=["third"]):  # a fixed height: the page holds still
+                    shown["notes"] = gr.Markdown("", label="notes", elem_id="notes", line_breaks=True)
+                    gr.HTML('<div id="page-notes"></div>', padding=False)  # the page's own (gradio_adapters.page_js)
                 view = SentRadio([("the product", "product"), ("each expert alone", "experts"),
                                   ("a reliability strip", "sweep")], value="product", label="Show", elem_id="view")
                 with gr.Row(equal_height=True, visible=False) as sweep_row:
@@ -258,12 +330,13 @@ def build_page(run=generate) -> gr.Blocks:
                     for name in image_views():
                         m = MODALITIES[name]
                         shown[f"{name}_view"] = condition_view(m.view_label or m.label, f"cond-{name}", height=150)
-                shown["conditions"] = gr.Textbox(label="caption and weights", lines=3, interactive=False,
-                                                 elem_id="cond-text")
+                shown["conditions"] = gr.Textbox(label="caption and weights", lines=4, max_lines=4, interactive=False,
+                                                 elem_id="cond-text")  # a fixed height: nothing below moves
         with gr.Column(visible=False, elem_id="strip-box") as strip_box:
+            # A fixed height, whatever the strip holds so far (none, previews, the final strip): nothing below moves.
             shown["strip"] = ResultImage(label="the strip, every image from the same noise", type="pil",
                                          format="png", interactive=False, buttons=["download", "fullscreen"],
-                                         elem_id="strip")
+                                         height=STRIP_HEIGHT, elem_id="strip")
             shown["strip_caption"] = gr.Markdown(label="strip labels", elem_id="strip-caption")
         examples = gr.Dataset(label="Examples (click to fill every input)", components=["image", "textbox"],
                               samples=[[str(e.seg), e.text] for e in load_examples()], type="index",
@@ -273,6 +346,9 @@ def build_page(run=generate) -> gr.Blocks:
         canvases = [c.canvas for c in cards.values() if c.canvas is not None]
         twins = [c.value for c in cards.values() if c.canvas is not None]
         brush_sent = gr.JSON(visible=False)
+        shown_world = gr.State(BUILTIN)  # the world the page shows (the dropdown may name one not available)
+        kept_maps = gr.State({})  # the painters' maps of the worlds the visitor left, by world: they come back
+        world_moved = gr.Checkbox(visible=False)  # whether the last pick showed another world
         # /generate's parameters by name, in the order positional callers know: the switchable modalities'
         # values, switches and reliabilities, the settings, the others' values and reliabilities, the views.
         in_order = [cards[m.name] for m in modalities]  # the registry's order
@@ -286,9 +362,9 @@ def build_page(run=generate) -> gr.Blocks:
             params.update({c.modality.param: c.value, c.modality.reliability_param: c.reliability})
         params.update(superres=superres, view=view, sweep=sweep, sweep_values=sweep_values)
         out = [shown[name] for name in outputs()]
-        run_evt = run_btn.click(None, canvases, twins, js=SEND_JS, api_visibility="private").then(
+        run_evt = run_btn.click(None, canvases, twins, js=RUN_JS, api_visibility="private").then(
             run, None, out, inputs_kwargs=params, api_name="generate", concurrency_id="generate",
-            show_progress="minimal", show_progress_on=[shown["result"]])
+            show_progress="hidden")
         # Live mode: any change (debounced in the browser, so no canvas is exported per stroke) presses the
         # hidden live button, whose run takes a new ticket first so that the run still going stops.
         live_go = gr.Button("live run", visible="hidden", elem_id="live-go")
@@ -299,19 +375,45 @@ def build_page(run=generate) -> gr.Blocks:
             run, None, out, inputs_kwargs=params, trigger_mode="always_last", concurrency_id="generate",
             show_progress="hidden", api_visibility="private")
         stop_btn.click(stop, shown["progress"], shown["progress"], queue=False, cancels=[run_evt, live_evt],
-                       api_visibility="private")
+                       show_progress="hidden", api_visibility="private")
         view.change(view_changed, view, [strip_box, sweep_row], queue=False, api_visibility="private")
         dice.click(random_seed, None, seed, queue=False, api_visibility="private")
-        for c in painters:
-            c.extra["blank"].click(blank_map, world, c.value, queue=False, api_visibility="private").then(
-                None, c.value, c.canvas, js=SHOW_JS, api_visibility="private")
-            c.canvas.upload(None, None, None, js=LIVE_JS, api_visibility="private")
-            # (The canvas is never an output of its own upload event: that would drop the strokes drawn later.)
 
-        def world_changed(name):
-            """Another world: its painter palette (for BRUSH_JS) and legend, its cards, its class picker, its
-            steps, guidance and reliabilities."""
-            page = world_page(name)
+        # Files given to a canvas reach the server through its hidden upload component (gradio_adapters'
+        # UPLOAD_JS); the canvas shows what was read only when it was accepted, else it keeps the drawing.
+        for c in cards.values():
+            if c.canvas is None:
+                continue
+            upload, show_if = c.extra["upload"], canvas_js(c.modality.widget_id, "(value, ok) => ok ? value : "
+                                                           "({__type__: 'update'})")
+            if c.modality.widget == "drawing":
+                upload.upload(sketch_uploaded, [upload, shown_world], [c.value, c.extra["derived"], shown["notes"],
+                                                                     c.extra["accepted"], upload],
+                              show_progress="hidden", api_visibility="private").then(
+                    None, [c.value, c.extra["accepted"]], c.canvas, js=show_if, api_visibility="private")
+                cleared = blank_sketch
+                c.canvas.clear(lambda: gr.update(value=None, visible=False), None, c.extra["derived"], queue=False,
+                               api_visibility="private")
+            else:
+                upload.upload(painter_uploaded, [upload, shown_world],
+                              [c.value, shown["notes"], c.extra["accepted"], upload],
+                              show_progress="hidden", api_visibility="private").then(
+                    None, [c.value, c.extra["accepted"]], c.canvas, js=show_if, api_visibility="private")
+                cleared = blank_map
+                c.extra["blank"].click(blank_map, shown_world, c.value, queue=False, api_visibility="private").then(
+                    None, c.value, c.canvas, js=canvas_js(c.modality.widget_id, "(value) => value"),
+                    api_visibility="private")
+            # Clear gives the canvas back as it starts (the blank map, white paper) with the brush in hand.
+            c.canvas.clear(cleared, shown_world, c.value, queue=False, api_visibility="private").then(
+                None, c.value, c.canvas, js=canvas_js(c.modality.widget_id, "(value) => value"),
+                api_visibility="private")
+
+        settings = [brush_sent, *(c.extra["legend"] for c in painters), *(c.box for c in cards.values()),
+                    *(c.value for c in others), steps, guidance, *(c.reliability for c in cards.values()), sweep]
+
+        def world_settings(page):
+            """Another world's page: its painter palette (for BRUSH_JS) and legend, its cards, its class picker,
+            its steps, guidance and reliabilities."""
             brush = dataclasses.asdict(painter_brush(page.brush_colours, page.default_colour))
             return (brush, *(page.legend for _ in painters),
                     *(gr.Column(visible=c.modality.name in page.modalities) for c in cards.values()),
@@ -320,33 +422,48 @@ def build_page(run=generate) -> gr.Blocks:
                     *(page.reliability.get(c.modality.name, c.modality.default_reliability) for c in cards.values()),
                     gr.Dropdown(choices=sweep_choices(page.modalities), value=page.modalities[-1]))
 
-        world.change(world_changed, world,
-                     [brush_sent, *(c.extra["legend"] for c in painters), *(c.box for c in cards.values()),
-                      *(c.value for c in others), steps, guidance, *(c.reliability for c in cards.values()), sweep],
-                     api_visibility="private").then(
-            None, brush_sent, [c.canvas for c in painters], js=BRUSH_JS, api_visibility="private")
-        for c in painters:
-            world.input(blank_map, world, c.value, api_visibility="private").then(
-                None, c.value, c.canvas, js=SHOW_JS, api_visibility="private")
-        for c in cards.values():
-            if c.modality.widget == "drawing":
-                c.canvas.upload(None, c.canvas, c.value, js=SEND_JS, api_visibility="private").then(
-                    sketch_uploaded, [c.value, world], c.extra["derived"], api_visibility="private").then(
-                    None, None, None, js=LIVE_JS, api_visibility="private")
-                c.canvas.clear(lambda: gr.update(value=None, visible=False), None, c.extra["derived"], queue=False,
-                               api_visibility="private")
+        def unchanged_settings():
+            return tuple(gr.skip() for _ in settings)
+
+        def world_picked(name, was, kept, *maps):
+            """The World dropdown picked by the visitor. The same world: nothing changes. A world that cannot be
+            loaded here: said, and the dropdown goes back. Another world: its page (said), the painters' maps
+            of the world left kept for when the visitor comes back, the new world's own or its blank map."""
+            if name == was:
+                return was, was, kept, False, *(gr.skip() for _ in painters), gr.skip(), *unchanged_settings()
+            try:
+                page = STUDIO.page(name)
+            except (ConditionError, OSError) as e:
+                return was, was, kept, False, *(gr.skip() for _ in painters), f"not used: {e}", *unchanged_settings()
+            kept = {**kept, was: list(maps)}
+            new_maps = kept.get(name) or [page.blank for _ in painters]
+            note = (f"note: world {name}: its steps ({page.steps}), guidance ({page.guidance:g}) and reliabilities "
+                    f"are set; the map painted in {was} comes back when {was} is picked again")
+            return name, name, kept, True, *new_maps, note, *world_settings(page)
+
+        painter_twins = [c.value for c in painters]
+        world.input(None, canvases, twins, js=SEND_JS, api_visibility="private").then(
+            world_picked, [world, shown_world, kept_maps, *painter_twins],
+            [world, shown_world, kept_maps, world_moved, *painter_twins, shown["notes"], *settings], show_progress="hidden",
+            api_visibility="private").then(
+            None, brush_sent, [c.canvas for c in painters], js=BRUSH_JS, api_visibility="private").then(
+            None, [world_moved, *painter_twins], [c.canvas for c in painters], js=SHOW_IF_MOVED_JS,
+            api_visibility="private")
         filled = [c for c in cards.values() if c.modality.name in example.values]
 
-        def load_example(index):
+        def load_example(index, was):
             """The examples are cartoon faces: they bring that world back with them, every modality on."""
             ex = example_inputs(int(index))
+            back = world_settings(STUDIO.page(BUILTIN)) if was != BUILTIN else unchanged_settings()
             return (*(ex.values[c.modality.name] for c in filled), *(True for c in filled if c.on is not None),
                     *(ex.reliability.get(c.modality.name, starting_reliability(c.modality)) for c in filled),
-                    ex.seed, BUILTIN)
+                    ex.seed, BUILTIN, BUILTIN, *back)
 
-        examples.click(load_example, examples,
+        examples.click(load_example, [examples, shown_world],
                        [*(c.value for c in filled), *(c.on for c in filled if c.on is not None),
-                        *(c.reliability for c in filled), seed, world], api_visibility="private").then(
+                        *(c.reliability for c in filled), seed, world, shown_world, *settings],
+                       api_visibility="private").then(
+            None, brush_sent, [c.canvas for c in painters], js=BRUSH_JS, api_visibility="private").then(
             None, twins, canvases, js=SHOW_JS, api_visibility="private")
     return demo
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -214,7 +216,9 @@ def import_matplotlib_now() -> None:
 # asked); the server's events read and write the twins.
 SEND_JS = "(...values) => values"  # canvases -> twins, just before a server event reads them
 SHOW_JS = "(...values) => { window.__uniteLiveKick?.(); return values; }"  # twins -> canvases
-BRUSH_JS = "(brush) => ({__type__: 'update', brush})"  # a world's painter palette (from a gr.JSON twin) -> the painter
+BRUSH_JS = "(brush) => brush ? ({__type__: 'update', brush}) : ({__type__: 'update'})"  # a world's painter palette
+# (from a gr.JSON twin; none: as it is) -> the painter
+RUN_JS = "(...values) => { window.__uniteRun?.(); return values; }"  # Run: SEND_JS, the page's own notes cleared
 
 
 # gradio 6.31.0's image editor keeps its colour pop-up open over the canvas after a colour is picked; it
@@ -226,11 +230,99 @@ COLOUR_PICKED_JS = """
   }, true);"""
 
 
-def page_js(debounce_s: float) -> str:
+# gradio 6.31.0's image editor takes a file given to it (its upload button, a drop) into its canvas in the
+# browser, whatever it is: a file that is not an image clears the canvas, and a very large photo keeps the
+# page busy for many seconds on every export. The page's script hands such files to a hidden upload
+# component instead (scaled in the browser to UPLOAD_SIDE at most), whose server event reads them through
+# the core's validation and shows the result on the canvas only when it is accepted.
+UPLOAD_SIDE = 1024
+PHONE_WIDTH = 700  # px: below this the page is laid out for a phone (app.CSS), and Run shows the result
+
+UPLOAD_JS = """
+  const routeUpload = async (file, target) => {
+    const input = document.querySelector(target + ' input[type=file]');
+    if (!file || !input) return;
+    window.__uniteSay?.('reading ' + file.name + ' ...');
+    let sent = file;
+    try {
+      const bitmap = await createImageBitmap(file);
+      const scale = Math.min(1, UPLOAD_SIDE / Math.max(bitmap.width, bitmap.height));
+      if (scale < 1) {
+        const c = new OffscreenCanvas(Math.round(bitmap.width * scale), Math.round(bitmap.height * scale));
+        c.getContext('2d').drawImage(bitmap, 0, 0, c.width, c.height);
+        const blob = await c.convertToBlob({type: 'image/png'});
+        sent = new File([blob], file.name.replace(/\\.[^.]*$/, '') + '.png', {type: 'image/png'});
+      }
+      bitmap.close();
+    } catch (e) {}  // not an image the browser reads: sent as it is, for the server to say what is accepted
+    const files = new DataTransfer();
+    files.items.add(sent);
+    input.files = files.files;
+    input.dispatchEvent(new Event('change', {bubbles: true}));
+  };
+  const uploadTarget = (el) => {
+    for (const [canvas, target] of Object.entries(UPLOADS)) if (el.closest(canvas)) return target;
+    return null;
+  };
+  document.addEventListener('change', (e) => {
+    const t = e.target;
+    if (!(t instanceof HTMLInputElement) || t.type !== 'file') return;
+    const target = uploadTarget(t);
+    if (!target) return;
+    e.stopImmediatePropagation();
+    const file = t.files[0];
+    t.value = '';
+    routeUpload(file, target);
+  }, true);
+  document.addEventListener('drop', (e) => {
+    const target = e.target instanceof Element ? uploadTarget(e.target) : null;
+    if (!target || !e.dataTransfer?.files?.length) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    routeUpload(e.dataTransfer.files[0], target);
+  }, true);"""
+
+# gradio 6.31.0's image editor shows its fixed brush colours as bare swatches; the page's script names each
+# one (title and aria-label) after the legend's class of that colour.
+SWATCH_NAMES_JS = """
+  const nameSwatches = () => {
+    const names = {};
+    for (const item of document.querySelectorAll('.legend-item[data-class]')) {
+      const swatch = item.querySelector('span');
+      if (swatch) names[getComputedStyle(swatch).backgroundColor] = item.dataset.class;
+    }
+    for (const b of document.querySelectorAll('button.color')) {
+      const name = names[b.style.backgroundColor];
+      if (name && b.title !== name) { b.title = name; b.setAttribute('aria-label', name); }
+    }
+  };
+  new MutationObserver(nameSwatches).observe(document.body, {childList: true, subtree: true});"""
+
+# gradio 6.31.0's slider puts a number typed outside its range back within it when the box loses focus,
+# without a word; the page's script says it, in the words the server uses for the API and the command line.
+CLAMP_NOTES_JS = """
+  document.addEventListener('blur', (e) => {
+    const box = e.target;
+    if (!(box instanceof HTMLInputElement) || box.type !== 'number' || box.value === '') return;
+    const v = Number(box.value), lo = Number(box.min), hi = Number(box.max);
+    if (!Number.isFinite(v) || box.min === '' || box.max === '' || (v >= lo && v <= hi)) return;
+    const block = box.closest('.block');
+    const label = block?.querySelector('[data-testid=block-info]')?.innerText?.trim() || 'value';
+    const card = box.closest('[id$=-reliability]')?.id?.replace(/-reliability$/, '');
+    const name = label === 'reliability' && card ? 'reliability of ' + card : label;
+    window.__uniteSay?.(v > hi ? `${name}: ${v} is over the maximum ${hi}; ${hi} is used`
+                               : `${name}: ${v} is under the minimum ${lo}; ${lo} is used`);
+  }, true);"""
+
+
+def page_js(debounce_s: float, uploads: dict[str, str] | None = None) -> str:
     """The page's script. Live mode: a change waits debounce_s for the next one, then presses the hidden
     live button (LIVE_JS kicks it); the canvases meet no server event (TWINS), so they say they changed
-    by a pointer released over them. And the painter's colour pop-up closes once a colour is picked
-    (COLOUR_PICKED_JS)."""
+    by a pointer released over them. The painter's colour pop-up closes once a colour is picked
+    (COLOUR_PICKED_JS) and names its swatches (SWATCH_NAMES_JS); files given to a canvas go to its hidden
+    upload component (uploads: canvas selector -> upload selector; UPLOAD_JS); a number put back in its
+    range is said (CLAMP_NOTES_JS). window.__uniteSay(text) writes the page's own note (#page-notes), which
+    a Run clears."""
     return f"""() => {{
   window.__uniteLiveKick = () => {{
     const live = document.querySelector('#live input');
@@ -238,9 +330,19 @@ def page_js(debounce_s: float) -> str:
     clearTimeout(window.__uniteLive);
     window.__uniteLive = setTimeout(() => document.querySelector('#live-go')?.click(), {int(debounce_s * 1000)});
   }};
+  window.__uniteRun = () => {{  // Run pressed: the page's notes go; on a phone the result comes into view
+    window.__uniteSay('');
+    const result = document.querySelector('#result');
+    if (result && window.innerWidth < {PHONE_WIDTH}) result.scrollIntoView({{block: 'start', behavior: 'smooth'}});
+  }};
+  window.__uniteSay = (text) => {{
+    const box = document.querySelector('#page-notes');
+    if (box) box.textContent = text;
+  }};
   document.addEventListener('pointerup', (e) => {{
     if (e.target instanceof Element && e.target.closest('#seg-painter, #sketch-canvas')) window.__uniteLiveKick();
-  }}, true);{COLOUR_PICKED_JS}
+  }}, true);
+  const UPLOADS = {json.dumps(uploads or {})}, UPLOAD_SIDE = {UPLOAD_SIDE};{UPLOAD_JS}{COLOUR_PICKED_JS}{SWATCH_NAMES_JS}{CLAMP_NOTES_JS}
 }}"""
 
 
@@ -291,12 +393,18 @@ DELETE_CACHE = (3600, 86400)
 
 def launch_options(environ, **page) -> dict:
     """demo.launch's arguments: this machine only (127.0.0.1) unless GRADIO_SERVER_NAME says otherwise,
-    never a share link, the MAX_SESSIONS most recent sessions remembered (nothing here lives in a
-    session's state: an older one is simply started afresh), and the page's own (upload limit, theme,
-    css, js)."""
+    never a share link, the MAX_SESSIONS most recent sessions remembered (a session's state is only the
+    world its page shows and the maps painted in the worlds it left: an older one is simply started
+    afresh), the studio offered to MCP clients as well (mcp_server: gradio serves /generate, with its
+    docstring, as an MCP tool at /gradio_api/mcp/, the same function and validation as the API; it needs
+    requirements.txt's gradio[mcp]: where the `mcp` package is missing, the page starts without it and
+    says so), and the page's own (upload limit, theme, css, js)."""
+    mcp = importlib.util.find_spec("mcp") is not None
+    if not mcp:
+        print("MCP server off: the `mcp` package is missing (pip install -r requirements.txt installs it)")
     return dict(server_name=environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
                 server_port=int(environ.get("GRADIO_SERVER_PORT") or "7860"), share=False,
-                state_session_capacity=MAX_SESSIONS, **page)
+                state_session_capacity=MAX_SESSIONS, mcp_server=mcp, **page)
 
 
 def on_spaces_gpu(fn):

@@ -1,12 +1,14 @@
 """The studio seen from outside: start the page (`python app.py`) on a free port, drive it in headless
 Chromium with Playwright, and make the README's media from it.
 
-    python scripts/media.py   # overwrites docs/denoising.gif, docs/freehand.png and docs/screenshot.png
+    python scripts/media.py   # overwrites docs/denoising.gif, freehand.png, screenshot.png and phone.png
+    python scripts/media.py --only phone   # the phone screenshot alone
 
-It rewrites these three files, which are tracked in git (the README and docs/evaluation.md show them):
+It rewrites these four files, which are tracked in git (the README and docs/evaluation.md show them):
 docs/denoising.gif (one run's steps), docs/freehand.png (six faces painted in the page, with their
-results) and docs/screenshot.png (the page after a run). --animation, --freehand and --screenshot
-write them elsewhere instead. It prints each file as it writes it, the mIoU of each painted face's
+results), docs/screenshot.png (the page after a run) and docs/phone.png (the page on a 390x844 phone
+screen as it opens and just after Run). --animation, --freehand, --screenshot and --phone write them elsewhere instead;
+--only makes some of them. It prints each file as it writes it, the mIoU of each painted face's
 result against its painted map (and their mean), and the screenshot run's timings.
 
 The helpers here (serve, chromium, StudioPage) are shared by scripts/measure_ui.py and the tests.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -401,6 +404,30 @@ def make_screenshot(url: str, out: Path) -> dict:
         return timing
 
 
+PHONE_VIEWPORT = {"width": 390, "height": 844}
+
+
+def make_phone_screenshot(url: str, out: Path) -> dict:
+    """The page on a phone-sized screen (390x844), side by side: as it opens (the canvases first) and
+    just after Run (the result in view, Run below it)."""
+    from PIL import Image
+
+    with chromium() as browser:
+        page = browser.new_page(viewport=PHONE_VIEWPORT, device_scale_factor=2, is_mobile=True, has_touch=True)
+        studio_page = StudioPage(page, url).open()
+        opened = Image.open(io.BytesIO(page.screenshot(full_page=False)))
+        timing = studio_page.run_and_time()
+        page.wait_for_timeout(800)  # the page's scroll to the result ends
+        after = Image.open(io.BytesIO(page.screenshot(full_page=False)))
+    gap = 24
+    sheet = Image.new("RGB", (opened.width + gap + after.width, max(opened.height, after.height)), "white")
+    sheet.paste(opened, (0, 0))
+    sheet.paste(after, (opened.width + gap, 0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.resize((sheet.width // 2, sheet.height // 2), Image.Resampling.LANCZOS).save(out, optimize=True)
+    return timing
+
+
 def make_animation(out: Path) -> Path:
     """One run's previews, beside the conditions as the experts received them, as an animated GIF."""
     from PIL import Image, ImageDraw
@@ -438,16 +465,24 @@ def main(argv=None) -> int:
                     help="where one run's steps go (default: overwrites the tracked docs/denoising.gif)")
     ap.add_argument("--freehand", type=Path, default=ROOT / "docs" / "freehand.png",
                     help="where the painted faces go (default: overwrites the tracked docs/freehand.png)")
+    ap.add_argument("--phone", type=Path, default=ROOT / "docs" / "phone.png",
+                    help="where the page on a phone goes (default: overwrites the tracked docs/phone.png)")
+    ap.add_argument("--only", nargs="+", choices=("animation", "freehand", "screenshot", "phone"),
+                    default=("animation", "freehand", "screenshot", "phone"), help="make these only (default: all)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    print(f"wrote {make_animation(args.animation)}")
+    if "animation" in args.only:
+        print(f"wrote {make_animation(args.animation)}")
     with serve() as url:
-        path, scores = make_freehand(url, args.freehand)
-        print(f"wrote {path}; mIoU of each result's map against the painted map: "
-              + ", ".join(f"{v:.3f}" for v in scores) + f" (mean {np.mean(scores):.3f})")
-        timing = make_screenshot(url, args.screenshot)
-    print(f"wrote {args.screenshot} (run: first preview {timing['first_preview_s']:.2f} s, "
-          f"final {timing['final_s']:.2f} s)")
+        if "freehand" in args.only:
+            path, scores = make_freehand(url, args.freehand)
+            print(f"wrote {path}; mIoU of each result's map against the painted map: "
+                  + ", ".join(f"{v:.3f}" for v in scores) + f" (mean {np.mean(scores):.3f})")
+        for name, make in (("screenshot", make_screenshot), ("phone", make_phone_screenshot)):
+            if name in args.only:
+                timing = make(url, getattr(args, name))
+                print(f"wrote {getattr(args, name)} (run: first preview {timing['first_preview_s']:.2f} s, "
+                      f"final {timing['final_s']:.2f} s)")
     return 0
 
 

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from helpers import editor_value, run
 from unite_demo import generate, limits
 from unite_demo.limits import DEFAULTS
-from unite_demo.studio import pages, results
+from unite_demo.studio import pages, results, runs
 from unite_demo.worlds.faces.data import PALETTE_RGB, make_face
 from unite_demo.worlds.faces.examples import load_examples
 
@@ -100,25 +100,26 @@ def test_same_seed_same_image_other_seed_another(client):
 
 def test_empty_request_is_an_unconditional_face_and_says_so(client):
     updates = stream(client, seg=None, sketch=None, text="", steps=4)
-    image, status, seg_view, sketch_view, caption, *_ = updates[-1]
-    assert pixels(image).shape[2] == 3
-    assert "no modality given" in status and "caption is empty" in status
-    assert "segmentation map is blank" in status and "sketch canvas is empty" in status
+    image, status, seg_view, sketch_view, caption, *_, notes = updates[-1]
+    assert pixels(image).shape[2] == 3 and "done" in status and "note" not in status  # the notes come last
+    assert "no modality given" in notes and "caption is empty" in notes
+    assert "segmentation map is blank" in notes and "sketch canvas is empty" in notes
     assert seg_view is None and sketch_view is None
     assert "unconditional" in caption
 
 
 def test_switched_off_modality_is_left_out_and_named(client):
     updates = stream(client, seg_on=False, text_on=False, steps=3)
-    image, status, seg_view, sketch_view, caption, *_ = updates[-1]
-    assert "segmentation is switched off" in status and "text is switched off" in status
+    image, status, seg_view, sketch_view, caption, *_, notes = updates[-1]
+    assert "segmentation is switched off" in notes and "text is switched off" in notes
     assert seg_view is None and sketch_view is not None
     assert "sketch x1" in caption and "segmentation" not in caption
 
 
 @pytest.mark.parametrize("inputs, message", [
-    ({"text": "x" * 1001}, "text: 1001 characters"),
-    ({"r_text": 5}, "maximum"),
+    ({"text": 5}, "text: expected a string, got int"),
+    ({"r_text": "lots"}, "reliability of text: expected a number from 0 to 3, got 'lots'"),
+    ({"seed": 1.5}, "seed: expected a whole number from 0 to 4294967295, got 1.5"),
     ({"sampler": "euler"}, "euler"),
     ({"world": "mars"}, "mars"),
 ])
@@ -146,8 +147,8 @@ def test_uploaded_photo_becomes_a_sketch_and_a_painted_map_its_classes(client, t
     painted_path = tmp_path / "painted.png"
     painted.save(painted_path)
     updates = stream(client, seg=editor_value(painted_path), sketch=editor_value(photo), text="", steps=3)
-    _, status, seg_view, sketch_view, *_ = updates[-1]
-    assert "OpenCV Canny" in status
+    _, status, seg_view, sketch_view, *_, notes = updates[-1]
+    assert "OpenCV Canny" in notes
     edges = pixels(sketch_view)
     assert set(np.unique(edges)) <= {0, 255} and 0.02 < (edges > 0).mean() < 0.5
     colours = {tuple(c) for c in pixels(seg_view).reshape(-1, 3)}
@@ -176,24 +177,25 @@ def test_spaces_gpu_wraps_the_generation_only_when_available(monkeypatch):
     assert wrapped == ["generate"]
 
 
-@pytest.mark.parametrize("widget, value, flag", [
-    ("guidance", 15, ["--guidance", "15"]),
-    ("steps", 51, ["--steps", "51"]),
-    ("r_text", 5, ["--reliability", "text=5"]),
-    ("seed", -1, ["--seed", "-1"]),
+@pytest.mark.parametrize("widget, value, flag, note", [
+    ("guidance", 15, ["--guidance", "15"], "guidance: 15 is over the maximum 10; 10 is used"),
+    ("steps", 51, ["--steps", "51"], "steps: 51 is over the maximum 50; 50 is used"),
+    ("r_text", 5, ["--reliability", "text=5"], "reliability of text: 5 is over the maximum 3; 3 is used"),
+    ("seed", -1, ["--seed", "-1"], "seed: -1 is under the minimum 0; 0 is used"),
 ])
-def test_an_out_of_range_value_gets_the_same_answer_from_the_page_the_api_and_the_cli(
-        client, monkeypatch, capsys, tmp_path, widget, value, flag):
+def test_an_out_of_range_value_gets_the_same_note_from_the_page_the_api_and_the_cli(
+        client, monkeypatch, capsys, tmp_path, widget, value, flag, note):
     import app as page
 
     widgets = dict(seg=None, sketch=None, text="a face", seg_on=True, sketch_on=True, text_on=True, r_seg=None,
                    r_sketch=None, r_text=None, seed=0, steps=2, guidance=2.0, sampler="dpmpp", world="cartoon-faces",
                    live=False)
-    with pytest.raises(page.gr.Error) as on_page:
-        list(page.generate(**{**widgets, widget: value}))
-    with pytest.raises(AppError) as through_api:
-        client.predict(**{"steps": 2, widget: value}, api_name="/generate")
-    assert generate.main([*flag, "--out", str(tmp_path / "x.png")]) == 2
-    on_cli = capsys.readouterr().err.strip().removeprefix("error: ")
-    assert on_page.value.message == str(through_api.value) == on_cli
-    assert on_cli.startswith({"r_text": "reliability of text"}.get(widget, widget) + ": expected")
+    at = runs.outputs().index("notes")
+    on_page = [str(out[at]) for out in page.generate(**{**widgets, widget: value})]
+    through_api = client.predict(**{"steps": 2, "text": "a face", widget: value}, api_name="/generate")[at]
+    assert generate.main([*flag, "--text", "a face", *([] if widget == "steps" else ["--steps", "2"]),
+                          "--out", str(tmp_path / "x.png")]) == 0
+    on_cli = [line.removeprefix("note: ") for line in capsys.readouterr().err.splitlines()]
+    for said in (on_page[-1], through_api):  # the final message's notes, a line each
+        assert said.splitlines().count(f"note: {note}") == 1, said
+    assert on_cli.count(note) == 1

@@ -140,7 +140,7 @@ def test_examples_fill_every_input_and_a_photo_upload_shows_its_sketch(studio_pa
     assert set(np.unique(derived)) <= {0, 255} and 0.02 < (derived[..., 0] > 0).mean() < 0.5
     sp.run_and_time()
     assert (shown_image(sp.page, "cond-sketch") == derived).all()  # and that is the sketch the expert received
-    assert "OpenCV Canny" in sp.progress()
+    assert "OpenCV Canny" in sp.page.locator("#notes").inner_text()
 
 
 # mIoU between the segmenter's map of the final image and the map the seg expert received, for
@@ -235,8 +235,9 @@ def test_notes_sit_on_lines_of_their_own_and_stop_on_an_idle_page_keeps_done(stu
     sp.set_number("steps", 3)
     sp.run_and_time()
     lines = sp.progress().splitlines()
-    assert "done" in lines[0] and "note" not in lines[0], lines  # "done in 0.4 s" and the note apart
-    assert any(line.startswith("note: sketch is switched off") for line in lines[1:]), lines
+    assert len(lines) == 1 and "done" in lines[0] and "note" not in lines[0], lines  # the notes have their own box
+    notes = sp.page.locator("#notes").inner_text().splitlines()
+    assert any(line.startswith("note: sketch is switched off") for line in notes), notes
     sp.page.locator("#stop").click()  # nothing is running: the page keeps saying what it did
     sp.page.wait_for_timeout(1000)
     assert "done" in sp.progress() and "stopped" not in sp.progress()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from unite_demo import generate
-from unite_demo.limits import STEPS
+from unite_demo.limits import GUIDANCE, STEPS
 from unite_demo.worlds.faces.examples import load_examples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,10 +53,11 @@ def test_any_modality_may_be_left_out(example, tmp_path):
     (["--sketch", "missing.png"], "sketch: file not found"),
     (["--seg", "SKETCH"], "segmentation map: .* not palette colours"),
     (["--seg", "BROKEN"], "segmentation map: cannot read the image"),
-    (["--reliability", "seg=-1"], "reliability of seg: expected a number from 0 to 3"),
+    (["--reliability", "seg=nan"], "reliability of seg: expected a number from 0 to 3, got 'nan'"),
     (["--reliability", "colour=1"], "unknown modality 'colour'"),
-    (["--steps", "500"], f"steps: expected a whole number from 1 to {STEPS.high}"),
+    (["--steps", "2.5"], "steps: expected a whole number, got '2.5'"),
     (["--steps", "ten"], "steps: expected a whole number"),
+    (["--guidance", "inf"], f"guidance: expected a number from 0 to {GUIDANCE.high:g}, got 'inf'"),
     (["--sampler", "euler"], "unknown sampler 'euler'"),
 ])
 def test_bad_input_exits_non_zero_with_one_clear_line(example, tmp_path, args, message):
@@ -70,6 +71,27 @@ def test_bad_input_exits_non_zero_with_one_clear_line(example, tmp_path, args, m
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "x.png").exists()
+
+
+def test_numbers_out_of_range_run_at_the_nearest_end_of_their_range_and_each_is_said_once(tmp_path, capsys):
+    assert generate.main(["--text", "a face with red hair", "--steps", "500", "--reliability", "text=999",
+                          "--guidance", "15", "--seed", "-1", "--out", str(tmp_path / "x.png")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if " is used" in line] == [
+        "note: reliability of text: 999 is over the maximum 3; 3 is used",
+        "note: guidance: 15 is over the maximum 10; 10 is used",
+        f"note: steps: 500 is over the maximum {STEPS.high}; {STEPS.high} is used",
+        "note: seed: -1 is under the minimum 0; 0 is used"]
+    assert (tmp_path / "x.png").exists()
+    assert generate.main(["--text", "a face", "--steps", "2", "--sweep", "text", "--values", "0,9",
+                          "--out", str(tmp_path / "s.png")]) == 0
+    assert "note: sweep value: 9 is over the maximum 3; 3 is used" in capsys.readouterr().err.splitlines()
+
+
+def test_a_caption_the_text_expert_does_not_understand_is_left_out_with_a_note(tmp_path, capsys):
+    assert generate.main(["--text", "зелёные глаза", "--steps", "2", "--out", str(tmp_path / "x.png")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert sum(n.startswith('note: the text expert did not understand: "зелёные глаза"') for n in notes) == 1
 
 
 @pytest.mark.parametrize("args, message", [

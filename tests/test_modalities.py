@@ -105,6 +105,6 @@ def test_the_dummy_modality_reaches_the_page_and_the_api(dummy_world):
         assert heard(expert, "quiz")
         off = client.predict(world="faces-dummy", dummy="quiz", dummy_on=False, text="a face", steps=2, seed=5,
                              api_name="/generate")
-        assert "dummy word is switched off" in off[runs.outputs().index("progress")]
+        assert "dummy word is switched off" in off[runs.outputs().index("notes")]
     finally:
         demo.close()

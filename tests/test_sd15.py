@@ -17,6 +17,7 @@ import torch
 from unite_demo.method.combine import ProductOfExperts
 from unite_demo.method.experts import Expert
 from unite_demo.worlds import pretrained as sd15
+from unite_demo.worlds.conditions import ConditionError
 from unite_demo.worlds.pretrained import PretrainedConfig, WeightsMissing
 from unite_demo.worlds.pretrained.labels import (ADE20K, ADE20K_COMMON, ADE20K_NAMES, ADE20K_RGB, ade20k_painter_order,
                                                  imagenet_classes)
@@ -91,16 +92,25 @@ def test_world_is_hidden_and_explained_when_weights_are_missing(tmp_path, clean_
     clean_env.setenv("UNITE_CONTROLNET_SCRIBBLE", "unite-test/not-a-cached-repo")
     assert sd15.configured_worlds() == []
     assert worlds.available() == ["cartoon-faces"]
-    with pytest.raises(WeightsMissing) as e:
+    with pytest.raises(WeightsMissing) as e:  # worlds.NeedsWeights: also a ConditionError
         worlds.load("sd15")
+    msg = str(e.value)
+    assert msg.startswith("world 'sd15' needs weights: set UNITE_DOWNLOAD=1") and msg.endswith("available here: "
+                                                                                                 "cartoon-faces")
+    assert "UNITE_SD15: no such folder" in msg and "UNITE_CONTROLNET_SCRIBBLE: no such folder here" in msg
+    assert "docs/pretrained-worlds.md" in msg and str(tmp_path) not in msg  # a visitor may read it
+    # The loader's own message lists every missing part and how to fetch them.
+    with pytest.raises(WeightsMissing) as e:
+        sd15.load_world("sd15")
     msg = str(e.value)
     assert "UNITE_SD15=" in msg and "no such folder" in msg and "UNITE_CONTROLNET_SCRIBBLE=" in msg
     assert "UNITE_DOWNLOAD=1" in msg and "hf download" in msg and "docs/pretrained-worlds.md" in msg
-    # A bad setting hides the worlds (the built-in world keeps working) and is raised on loading.
+    # A bad setting hides the worlds (the built-in world keeps working) and is named on loading.
     clean_env.setenv("UNITE_SD15_SIZE", "500")
     with pytest.warns(UserWarning, match="multiple of 64"):
         assert worlds.available() == ["cartoon-faces"]
-    with pytest.raises(worlds.WorldLoadError, match="sd15 could not be loaded .*multiple of 64"):
+    with pytest.raises(ConditionError, match="world 'sd15' cannot be loaded: fix the setting: UNITE_SD15_SIZE must "
+                                             "be a multiple of 64"):
         worlds.load("sd15")
 
 

@@ -197,9 +197,9 @@ def test_cli_says_in_one_line_how_to_get_missing_weights(tmp_path, capsys, monke
     monkeypatch.setenv("UNITE_SD15", str(tmp_path / "nowhere"))
     assert generate.main(["--world", "sd15", "--text", "a cat", "--out", str(tmp_path / "x.png")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: the sd15 world needs pretrained weights that are not here")
-    assert f"UNITE_SD15={tmp_path / 'nowhere'}" in lines[0] and "no such folder" in lines[0]
-    assert "UNITE_DOWNLOAD=1" in lines[0] and "docs/pretrained-worlds.md" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: world 'sd15' needs weights: set UNITE_DOWNLOAD=1")
+    assert "now UNITE_SD15: no such folder" in lines[0] and "docs/pretrained-worlds.md" in lines[0]
+    assert lines[0].endswith("; available here: cartoon-faces")  # sd15-dit shares SD 1.5
     assert not (tmp_path / "x.png").exists()
 
 

@@ -1,6 +1,6 @@
 """Hardening of the live server: `python app.py` on a free port (one server for the module, started
 with app.py's own default address), driven through its real `/generate` endpoint with gradio_client
-and raw HTTP. Over 200 bad inputs each get a message that names the input and no server error; a
+and raw HTTP. Over 200 odd inputs each get a message or a note that names the input and no server error; a
 crowd of clients gets its own results with flat memory; Stop and a client that goes away free the
 worker; nothing outside the app's files is served, uploads are capped, no share link, localhost only.
 The in-process half (the same inputs straight into studio.run) is tests/test_hardening.py."""
@@ -28,8 +28,9 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from helpers import editor_value, header_only_png, png_chunk
+from unite_demo import limits
 from unite_demo.limits import DEFAULTS
-from unite_demo.worlds.conditions import MAX_SIDE, MAX_TEXT_CHARS
+from unite_demo.worlds.conditions import MAX_SIDE, MAX_TEXT_CHARS, shown_number
 from unite_demo.worlds.faces.data import PALETTE_RGB
 
 from scripts import load_test
@@ -151,15 +152,24 @@ class Case:
     inputs: dict
     names: str | None  # bad input: the words its message must contain; None: valid, must generate
     raw: bool = False  # not JSON (NaN, infinities) or a claim gradio_client would not send: plain HTTP
-    check: str | None = None  # valid: words the progress line or the caption must contain
+    check: str | None = None  # valid: words the progress line, the caption or the notes must contain
 
 
 NUMBERS = {"seed": "seed", "steps": "steps", "guidance": "guidance", "r_seg": "reliability of seg",
            "r_sketch": "reliability of sketch", "r_text": "reliability of text", "r_class": "reliability of class"}
-BAD_JSON_NUMBERS = [-1, -1e-9, 1e308, -1e308, 2**70, 10**400, "abc", "", "1e999", "nan", "1,5", [1, 2], [], {"a": 1},
-                    True, False]
+BAD_JSON_NUMBERS = ["abc", "", "1e999", "nan", "1,5", [1, 2], [], {"a": 1}, True, False]
+# Finite, whole and out of range: set to the nearest end of the range, a note naming the input says so
+# (the class expert's reliability is checked, then unused: this world has none).
+OUT_OF_RANGE = [-1, 1e308, -1e308, 2**70, 10**400]
 NOT_JSON = [math.nan, math.inf, -math.inf]
 IMAGES = {"seg": "segmentation map", "sketch": "sketch"}
+
+
+def clamped(name: str, v) -> str:
+    """The note for a number out of its range (limits), e.g. "steps: 1e+308 is over the maximum 50; 50 is used"."""
+    limit = {"seed": limits.SEED, "steps": limits.STEPS, "guidance": limits.GUIDANCE}.get(name, limits.RELIABILITY)
+    end, side = (limit.high, "over the maximum") if v > limit.high else (limit.low, "under the minimum")
+    return f"{NUMBERS[name]}: {shown_number(v)} is {side} {shown_number(end)}; {shown_number(end)} is used"
 
 
 def fuzz_cases(files: dict[str, Path]) -> list[Case]:
@@ -167,18 +177,31 @@ def fuzz_cases(files: dict[str, Path]) -> list[Case]:
     for name, words in NUMBERS.items():
         cases += [Case(f"{name}={v!r:.30}", {name: v}, words) for v in BAD_JSON_NUMBERS]
         cases += [Case(f"{name}={v!r}", {name: v}, words, raw=True) for v in NOT_JSON]
+        cases += [Case(f"{name}={v!r:.30}", {name: v}, None, check=None if name == "r_class" else clamped(name, v))
+                  for v in OUT_OF_RANGE]
+        if name in ("seed", "steps"):
+            cases.append(Case(f"{name}=-1e-9", {name: -1e-9}, words))  # not whole
+        else:
+            cases.append(Case(f"{name}=-1e-9", {name: -1e-9}, None, check=None if name == "r_class" else
+                              f"{words}: -1e-09 is under the minimum 0; 0 is used"))
         if name == "seed":
             cases += [Case("seed=None", {"seed": None}, "seed"), Case("seed=1.5", {"seed": 1.5}, "seed")]
         else:  # None: the world's default, as in studio.run
             cases.append(Case(f"{name}=None", {name: None}, None))
-    cases += [Case("steps=2.5", {"steps": 2.5}, "steps"), Case("steps=51", {"steps": 51}, "steps"),
-              Case("guidance=10.5", {"guidance": 10.5}, "guidance")]
-    cases += [Case(f"{name}=3.01", {name: 3.01}, NUMBERS[name]) for name in ("r_seg", "r_sketch", "r_text", "r_class")]
+    cases += [Case("steps=2.5", {"steps": 2.5}, "steps"),
+              Case("steps=51", {"steps": 51}, None, check="steps: 51 is over the maximum 50; 50 is used"),
+              Case("guidance=10.5", {"guidance": 10.5}, None,
+                   check="guidance: 10.5 is over the maximum 10; 10 is used")]
+    cases += [Case(f"{name}=3.01", {name: 3.01}, None, check=f"{NUMBERS[name]}: 3.01 is over the maximum 3; 3 is used")
+              for name in ("r_seg", "r_sketch", "r_text")]
     for name, values in (("sampler", ["euler", "", None, 3, 2.5, True, [], ["dpmpp"], {"a": 1}, "DPMPP", "dpmpp "]),
                          ("world", ["mars", "", None, 3, True, [], {"a": 1}, "CARTOON-FACES", "../cartoon-faces"])):
         cases += [Case(f"{name}={v!r}", {name: v}, name) for v in values]
-    cases += [Case(f"text={v!r:.30}", {"text": v}, "text")
-              for v in ["x" * 100_000, "x" * (MAX_TEXT_CHARS + 1), 5, 1.5, True, [], ["a caption"], {"a": "b"}]]
+    cases += [Case(f"text={v!r:.30}", {"text": v}, "text") for v in [5, 1.5, True, [], ["a caption"], {"a": "b"}]]
+    cases += [Case("text=100,000 characters", {"text": "red hair " * 11_111 + "x"}, None,
+                   check="text: 100,000 characters; the first 1,000 are read"),
+              Case(f"text={MAX_TEXT_CHARS + 1} characters", {"text": "a" + "x" * MAX_TEXT_CHARS}, None,
+                   check=f"text: {MAX_TEXT_CHARS + 1:,} characters; the first {MAX_TEXT_CHARS:,} are read")]
     cases += [Case(f"class_name={v!r}", {"class_name": v}, "class") for v in ["goldfish", 7, [1], {"a": 1}]]
     for field, words in IMAGES.items():
         for name in ("zero.png", "random.png", "truncated.png", "notes.txt", "text-named.png", "huge.png",
@@ -192,8 +215,10 @@ def fuzz_cases(files: dict[str, Path]) -> list[Case]:
             claimed = {"background": file_data(path), "layers": [], "composite": file_data(path), "id": None}
             cases.append(Case(f"{field}=server file {path}", {field: claimed}, words, raw=True))
     # Valid, however odd: they must generate.
-    cases += [Case("text=Chinese", {"text": "一个微笑的人，红色短发，戴眼镜"}, None, check="一个微笑的人"),
-              Case("text=Arabic", {"text": "شخص مبتسم بشعر أحمر قصير"}, None, check="شخص مبتسم"),
+    cases += [Case("text=Chinese", {"text": "一个微笑的人，红色短发，戴眼镜"}, None,
+                   check='the text expert did not understand: "一个微笑的人，红色短发，戴眼镜"'),
+              Case("text=Arabic", {"text": "شخص مبتسم بشعر أحمر قصير"}, None,
+                   check='the text expert did not understand: "شخص مبتسم بشعر أحمر قصير"'),
               Case("text=emoji", {"text": "a smiling person 😀 with glasses 👓 and red hair 🎨"}, None,
                    check="😀"),
               Case("text=control characters", {"text": "a face\x00 with\x1b[31m red\x07 hair\x7f"}, None,
@@ -222,7 +247,7 @@ def readable(message) -> bool:
 def test_fuzz_bad_inputs_get_a_message_naming_them_and_the_server_lives_on(server, client, raw, files):
     cases = fuzz_cases(files)
     bad = [c for c in cases if c.names is not None]
-    assert len(bad) >= 200
+    assert len(bad) >= 150 and len(cases) >= 200
     log_start = len(server.log())
     base = {"seg": None, "sketch": None, "steps": 2, "text": "a person with red hair"}
 
@@ -268,11 +293,11 @@ def test_fuzz_bad_inputs_get_a_message_naming_them_and_the_server_lives_on(serve
             if not r["success"]:
                 problems.append(f"{case.label}: valid input refused: {str(r['error'])[:200]}")
                 continue
-            image, status, _, _, caption, *_ = r["output"]
+            image, status, _, _, caption, *_, notes = r["output"]  # the notes last (runs.outputs)
             if "done" not in status or Image.open(image).size != (256, 256):
                 problems.append(f"{case.label}: no final image ({status!r})")
-            if case.check and case.check not in status + caption:
-                problems.append(f"{case.label}: {case.check!r} not in {status + caption!r}")
+            if case.check and case.check not in status + caption + notes:
+                problems.append(f"{case.label}: {case.check!r} not in {status + caption + notes!r}")
             if "\x00" in caption or "\x1b" in caption:
                 problems.append(f"{case.label}: control characters came back: {caption!r}")
     assert not problems, f"{len(problems)} of {len(cases)} inputs:\n" + "\n".join(problems)

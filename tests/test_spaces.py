@@ -73,8 +73,8 @@ def test_generate_runs_in_a_worker_process_and_its_previews_still_stream(zerogpu
 
 def test_a_bad_input_gets_its_message_back_from_the_worker(zerogpu):
     url, _ = zerogpu
-    with pytest.raises(AppError, match=r"^steps: .*51"):
-        connect(url).predict(steps=51, seed=1, api_name="/generate")
+    with pytest.raises(AppError, match=r"^steps: expected a whole number from 1 to 50, got 2\.5"):
+        connect(url).predict(steps=2.5, seed=1, api_name="/generate")
 
 
 def test_stop_ends_the_worker_process_within_about_a_step(zerogpu):

@@ -112,7 +112,7 @@ def test_a_strips_runs_must_share_seed_steps_and_sampler(world):
     ("all", None, None, "view: unknown view 'all'; accepted: product, experts, sweep"),
     ("sweep", "class", None, "sweep: 'class' is not a modality this run has an input for"),
     ("sweep", "text", "0, 1, lots", "sweep value: expected a number from 0 to 3, got 'lots'"),
-    ("sweep", "text", "0, 9", "sweep value: expected a number from 0 to 3, got 9 (over the maximum)"),
+    ("sweep", "text", "0, inf", "sweep value: expected a number from 0 to 3, got 'inf'"),
     ("sweep", "text", ",".join(str(v / 4) for v in range(9)), "sweep values: at most 7 different values, got 9"),
     ("sweep", "text", 5, "sweep values: expected numbers like 0, 0.5, 1, 2, 3, got 5"),
 ])
@@ -130,6 +130,14 @@ def test_views_with_fewer_experts_say_what_they_show(world):
     assert make_strip(request(world), "experts").notes[0].startswith("no expert is on")
     swept = make_strip(req, "sweep", "text", [2, 0.5])  # the value as set (2) is among them: not added twice
     assert swept.labels == ("text 0.5", "text 2 (as set)") and swept.caption() == "text 0.5 · [text 2 (as set)]"
+    assert swept.notes == ()
+
+
+def test_sweep_values_out_of_range_are_swept_at_the_nearest_end_and_said_once(world):
+    strip = build_strip(world, run_inputs(text="a face", view="sweep", sweep="text", sweep_values="0, 9, 9, -1"))
+    assert strip.labels == ("text 0", "text 2 (as set)", "text 3")
+    assert strip.notes == ("sweep value: 9 is over the maximum 3; 3 is used",
+                           "sweep value: -1 is under the minimum 0; 0 is used")
 
 
 def test_the_strip_image_puts_each_image_over_its_label_and_frames_the_run_as_set():

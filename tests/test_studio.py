@@ -99,14 +99,43 @@ def test_switches_turn_modalities_off_and_say_so(world):
 
 
 def test_bad_input_raises_condition_error_naming_it(world):
-    with pytest.raises(ConditionError, match="text: 2000 characters"):
-        request(world, text="x" * 2000)
-    with pytest.raises(ConditionError, match="reliability of seg"):
-        request(world, text="a face", r_seg=7)
-    with pytest.raises(ConditionError, match="steps"):
-        request(world, text="a face", steps=0)
+    with pytest.raises(ConditionError, match="text: expected a string, got int"):
+        request(world, text=5)
+    with pytest.raises(ConditionError, match="reliability of seg: expected a number from 0 to 3, got nan"):
+        request(world, text="a face", r_seg=float("nan"))
+    with pytest.raises(ConditionError, match="steps: expected a whole number from 1 to 50, got 2.5"):
+        request(world, text="a face", steps=2.5)
     with pytest.raises(ConditionError, match="unknown world"):
         next(run("no-such-world", text="a face"))
+
+
+def test_numbers_out_of_range_and_a_long_caption_are_set_within_the_limits_and_said_once(world):
+    caption = "a smiling face with red hair " + "x" * 4971
+    req = request(world, text=caption, r_seg=999, r_sketch="3.5", r_text=-2, steps=500, guidance=11, seed=-3)
+    assert req.reliability == {"seg": 3.0, "sketch": 3.0, "text": 0.0}
+    assert (req.steps, req.guidance, req.seed) == (50, 10.0, 0)
+    assert req.values["text"] == caption[:limits.MAX_TEXT_CHARS]
+    said = [n for n in req.notes if " is used" in n or "characters" in n]
+    assert said == ["reliability of seg: 999 is over the maximum 3; 3 is used",
+                    "reliability of sketch: 3.5 is over the maximum 3; 3 is used",
+                    "reliability of text: -2 is under the minimum 0; 0 is used",
+                    "guidance: 11 is over the maximum 10; 10 is used",
+                    "steps: 500 is over the maximum 50; 50 is used",
+                    "seed: -3 is under the minimum 0; 0 is used",
+                    "text: 5,000 characters; the first 1,000 are read"]
+
+
+def test_a_runs_updates_carry_each_note_of_a_number_set_within_its_range_once(world):
+    updates = list(run(cache=results.ResultCache(), text="a face", seg_on=False, sketch_on=False, r_text=999,
+                       steps=0, view="sweep", sweep="text", sweep_values="0, 9, 9, 12"))
+    assert updates[-1].done and len(updates) == 1 + 1  # one step (0 is under the minimum), then the final image
+    for update in updates:
+        said = [n for n in update.notes if " is used" in n]
+        assert said == ["reliability of text: 999 is over the maximum 3; 3 is used",
+                        "steps: 0 is under the minimum 1; 1 is used",
+                        "sweep value: 9 is over the maximum 3; 3 is used",
+                        "sweep value: 12 is over the maximum 3; 3 is used"]
+    assert updates[-1].strip_caption == "text 0 · [text 3 (as set)]"
 
 
 def test_photo_becomes_its_canny_edges_and_drawings_stay_drawings():
@@ -338,3 +367,33 @@ def test_stop_says_whether_a_run_of_that_session_was_going(world):
     for t in threading.enumerate():  # the sampler's thread ends within a step (not at the interpreter's exit)
         if t.name == "read-ahead":
             t.join(10)
+
+
+def test_a_map_file_given_to_the_painter_is_read_in_palette_colours_and_a_photo_is_refused(world, tmp_path):
+    face = make_face(3, 64)
+    painted = np.asarray(PALETTE_RGB, np.uint8)[face.seg]
+    painted[:2, :2] = (10, 10, 10)  # a few pixels off the palette: read as the nearest colour
+    Image.fromarray(painted).resize((300, 300), Image.Resampling.NEAREST).save(tmp_path / "map.png")
+    shown = pages.painter_upload(tmp_path / "map.png", world)
+    assert shown.shape == (limits.CANVAS, limits.CANVAS, 3)
+    assert {tuple(c) for c in shown.reshape(-1, 3)} <= {tuple(int(v) for v in c) for c in PALETTE_RGB}
+    again = seg_from_editor(shown, 64, palette=FACES_PALETTE)  # the canvas reads back as the map
+    assert (again == face.seg).mean() > 0.95
+    photo = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    with pytest.raises(ConditionError, match=r"segmentation map: \d+% of the pixels are not palette colours"):
+        pages.painter_upload(photo, world)
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ConditionError, match="segmentation map: cannot read the image"):
+        pages.painter_upload(tmp_path / "notes.txt", world)
+
+
+def test_an_image_given_to_the_sketch_canvas_is_fitted_whole_on_white_paper(tmp_path):
+    wide = np.full((100, 400), 255, np.uint8)
+    wide[40:60, :] = 0  # a black band across the whole width
+    shown = pages.sketch_upload(wide)
+    assert shown.shape == (limits.CANVAS, limits.CANVAS, 3)
+    assert (shown[:96] == 255).all() and (shown[-96:] == 255).all()  # paper above and below the 4:1 image
+    assert (shown[limits.CANVAS // 2, 8:-8] < 64).all()  # the band, end to end
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ConditionError, match="sketch: cannot read the image"):
+        pages.sketch_upload(tmp_path / "notes.txt")

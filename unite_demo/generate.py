@@ -8,7 +8,9 @@ sd15-dit world, an ImageNet class).
     python -m unite_demo.generate --seg ... --sketch ... --text ... --explain --out strip.png --animation strip.gif
     python -m unite_demo.generate --seg ... --text ... --sweep text --values 0,0.5,1,2,3 --out sweep.png
 
-Any modality may be left out. Bad input exits with status 2 and one line naming the problem.
+Any modality may be left out. Bad input exits with status 2 and one line naming the problem. What the
+validation changed (a number set within its range, a long caption cut, a caption the text expert does not
+understand left out) is printed as a note.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The one table of limits and defaults. The conditions validate with it, the page's widgets take
-their ranges from it, and the API and the command line accept exactly what it says."""
+their ranges from it, and the API and the command line accept exactly what it says: a finite number
+outside a range is set to the range's nearest end, and the run's notes say so."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ RELIABILITY = Range(0.0, 3.0, 0.05)  # every modality's r_i
 SEED = Range(0, 2**32 - 1, 1, whole=True)
 MAX_SAMPLER_STEPS = 200  # what sampler.sample takes from code (evaluation, benchmarks), beyond a run's STEPS
 
-MAX_TEXT_CHARS = 1000  # a caption, after control characters and extra spaces are dropped
+MAX_TEXT_CHARS = 1000  # a caption, after control characters and extra spaces are dropped (longer: cut, with a note)
 MAX_SIDE = 4096  # an image's larger side; larger images are refused from their header, before decoding
 MAX_UPLOAD = "10mb"  # the server refuses larger uploads (HTTP 413) before anything reads them
 CONCURRENT_RUNS = 2  # generations the server runs at once (its queue holds more)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from unite_demo.limits import CANVAS, SEED
 from unite_demo.worlds.canvas import Palette, sketch_for_canvas
+from unite_demo.worlds.conditions import ConditionError, open_image, seg_from_image
 from unite_demo.worlds.faces.data import FACES_PALETTE
 from unite_demo.worlds.faces.examples import load_examples
 from unite_demo.worlds.pretrained.labels import ADE20K_NAMES, ade20k_painter_order
@@ -59,6 +60,27 @@ def blank_map(size: int = CANVAS, palette: Palette = FACES_PALETTE) -> np.ndarra
     """A painter background of the palette's first class only (what unpainted pixels read as:
     background for the faces, wall in ADE20K): (size,size,3) uint8."""
     return np.broadcast_to(palette[1][0], (size, size, 3)).copy()
+
+
+def painter_upload(source, world: World) -> np.ndarray:
+    """An image given to the painter -> the map as the world reads it, in its palette's colours at the
+    canvas size. Maps only: an image whose colours are not the palette's (a photo) is refused, as
+    anywhere a segmentation map is given (conditions.seg_from_image, strict)."""
+    if world.palette is None:
+        raise ConditionError(f"segmentation map: the world {world.name} has no segmentation expert")
+    ids = seg_from_image(source, CANVAS, strict=True, palette=world.palette)
+    return np.asarray(world.palette[1], np.uint8)[ids]
+
+
+def sketch_upload(source) -> np.ndarray:
+    """An image given to the sketch canvas -> the canvas at its size, the image fitted whole on white
+    paper (a drawing, or a photo that the sketch expert will get as its edges)."""
+    img = open_image(source, "sketch").convert("RGBA")
+    scale = CANVAS / max(img.size)
+    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+    paper = Image.new("RGBA", (CANVAS, CANVAS), (255, 255, 255, 255))
+    paper.alpha_composite(img, ((CANVAS - img.width) // 2, (CANVAS - img.height) // 2))
+    return np.asarray(paper.convert("RGB"))
 
 
 def random_seed() -> int:

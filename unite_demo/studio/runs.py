@@ -84,7 +84,7 @@ class Update:
             return {name: self.status if name == "progress" else UNCHANGED for name in outputs()}
         again = self.step == 1 or self.done
         shown = {**{f"{m}_view": self.views.get(m) for m in image_views()}, "conditions": self.caption,
-                 "strip_caption": self.strip_caption}
+                 "strip_caption": self.strip_caption, "notes": notes_text(self.notes)}
         png, gif = self.files or (UNCHANGED, UNCHANGED)
         named = {"result": self.image, "progress": self.status,
                  **{k: v if again else UNCHANGED for k, v in shown.items()},
@@ -96,12 +96,17 @@ class Update:
 def outputs() -> tuple[str, ...]:
     """The names of a run's outputs on the page (Update.outputs), a condition view per image modality."""
     return ("result", "progress", *(f"{m}_view" for m in image_views()), "conditions", "strip", "strip_caption",
-            "save_png", "save_gif")
+            "save_png", "save_gif", "notes")  # notes last: callers who unpack the first ones by position keep them
 
 
-def status_line(step: int, total: int, notes: tuple[str, ...], tail: str = "") -> str:
-    line = f"step {step} / {total}" + (f" · {tail}" if tail else "")
-    return "\n".join([line, *(f"note: {n}" for n in notes)])
+def status_line(step: int, total: int, tail: str = "") -> str:
+    """The progress line: one line, whatever the notes (they have their own place, notes_text)."""
+    return f"step {step} / {total}" + (f" · {tail}" if tail else "")
+
+
+def notes_text(notes: tuple[str, ...]) -> str:
+    """What the studio changed or left out of a run's inputs, a line each ('' when nothing)."""
+    return "\n".join(f"note: {n}" for n in notes)
 
 
 def save_frames(frames: list[Image.Image], path: Path, duration_ms: int = 120, hold_ms: int = 1200) -> Path:

@@ -51,8 +51,10 @@ def alone(req: Request, modality: str) -> Request:
 def make_strip(req: Request, view=None, sweep=None, values=None) -> Strip:
     """The strip of a validated request: 'product' (the run alone), 'experts' (each active expert
     alone, then the product) or 'sweep' (the reliability of `sweep` at each of `values` and at the value
-    as set, the others as set). Bad view, modality or values: ConditionError naming them."""
-    view, sweep, values = check_view(view, sweep, values, req.present())
+    as set, the others as set). Bad view, modality or values: ConditionError naming them; a value outside
+    its range is set within it, and the strip's notes say so."""
+    said: list[str] = []
+    view, sweep, values = check_view(view, sweep, values, req.present(), said)
     if view == "product":
         return Strip(view, (req,), ("product",), 0)
     if view == "experts":
@@ -66,7 +68,7 @@ def make_strip(req: Request, view=None, sweep=None, values=None) -> Strip:
     points = sorted({*values, as_set})
     rows = tuple(replace(req, reliability={**req.reliability, sweep: v}) for v in points)
     labels = tuple(f"{MODALITIES[sweep].label} {v:g}" + (" (as set)" if v == as_set else "") for v in points)
-    return Strip(view, rows, labels, points.index(as_set))
+    return Strip(view, rows, labels, points.index(as_set), tuple(said))
 
 
 def strip_image(images: np.ndarray, labels: tuple[str, ...], marked: int, tile: int) -> Image.Image:

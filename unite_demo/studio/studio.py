@@ -34,6 +34,14 @@ def torch_threads(environ=os.environ) -> int:
     return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 2) // 2)
 
 
+def check_world(name: str) -> None:
+    """worlds.check(name), an unknown name's message naming the input as the page's messages do."""
+    try:
+        worlds.check(name)
+    except worlds.UnknownWorld as e:
+        raise ConditionError(f"world: {e}") from None
+
+
 class LoadedWorlds:
     """The worlds a process has loaded, each loaded and warmed up once; one lock per name, so loading a
     large world does not hold up requests to the others (and the page asks from two events at once
@@ -49,11 +57,9 @@ class LoadedWorlds:
             return self._locks.setdefault(name, threading.Lock())
 
     def get(self, name: str = BUILTIN) -> World:
-        """World `name`; ConditionError for a world that is not offered or whose weights are gone or
-        damaged (the other worlds go on)."""
-        offered = worlds.available()
-        if not isinstance(name, str) or name not in offered:
-            raise ConditionError(f"world: unknown world {name!r}; accepted: {', '.join(offered)}")
+        """World `name`; ConditionError for an unknown world, one that needs weights (worlds.check: what
+        brings them, which worlds are available) or whose weights are gone or damaged (the other worlds go on)."""
+        check_world(name)
         with self._lock(name):
             if name not in self._worlds:
                 try:
@@ -91,6 +97,18 @@ class Studio:
 
     def available_worlds(self) -> list[str]:
         return worlds.available()
+
+    def world_choices(self) -> list[tuple[str, str]]:
+        """The World menu's choices as (label, value): every world there is (worlds.catalogue), the
+        available ones by name, the others marked, e.g. "sd15 · Stable Diffusion 1.5 + ControlNets
+        (needs weights)"; the value is the world's name either way."""
+        return [(entry.label, entry.name) for entry in worlds.catalogue()]
+
+    def check_world(self, name: str) -> None:
+        """Nothing when world `name` can be loaded here (nothing is loaded); a ConditionError saying why
+        not otherwise, in the words of page(), run() and the command line: "world 'sd15' needs weights:
+        <what brings them>; available here: ..." or "world: unknown world ...; accepted: ..."."""
+        check_world(name)
 
     def world(self, name: str = BUILTIN) -> World:
         return self.worlds.get(name)
@@ -157,7 +175,7 @@ class Studio:
 
         def update(step: int, images: np.ndarray, tail: str = "", **flags) -> Update:
             size = RESULT_SIZE if flags.get("done") else PREVIEW_SIZE
-            return Update(step, n, frame_image(images[strip.marked], size), status_line(step, n, notes, tail),
+            return Update(step, n, frame_image(images[strip.marked], size), status_line(step, n, tail),
                           views, words, notes=notes, strip=shown(images, strip, size) if len(images) > 1 else None,
                           strip_caption=caption, **flags)
 
@@ -183,6 +201,6 @@ class Studio:
                 return
             kept.append(images)
             if f.done:
-                shown_update.status = status_line(f.step, n, notes, f"done in {time.perf_counter() - start:.2f} s")
+                shown_update.status = status_line(f.step, n, f"done in {time.perf_counter() - start:.2f} s")
             yield shown_update
         self.cache.put(key, kept)

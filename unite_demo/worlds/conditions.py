@@ -217,9 +217,10 @@ def sketch_from_image(source, size: int) -> np.ndarray:
     return np.where(gray > 0.5, 255, 0).astype(np.uint8)
 
 
-def check_text(text) -> str | None:
-    """A caption: stripped of control characters and extra spaces; empty -> None (text off); too long
-    or not text -> ConditionError. Any script is taken (the text encoder reads what it knows)."""
+def check_text(text, notes: list[str] | None = None) -> str | None:
+    """A caption: stripped of control characters and extra spaces; empty -> None (text off); not text ->
+    ConditionError. Any script is taken (the text encoder reads what it knows). One over MAX_TEXT_CHARS is
+    cut to its first MAX_TEXT_CHARS characters, and `notes` gets a note saying so."""
     if text is None:
         return None
     if not isinstance(text, str):
@@ -227,8 +228,15 @@ def check_text(text) -> str | None:
     text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")  # no control characters
     text = " ".join(text.split())
     if len(text) > MAX_TEXT_CHARS:
-        raise ConditionError(f"text: {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted")
+        if notes is not None:
+            notes.append(f"text: {len(text):,} characters; the first {MAX_TEXT_CHARS:,} are read")
+        text = text[:MAX_TEXT_CHARS].rstrip()
     return text or None
+
+
+def shortened(text: str, at: int = 60) -> str:
+    """A caption for a note: as it is, or its first `at` characters and an ellipsis."""
+    return text if len(text) <= at else text[:at - 1].rstrip() + "…"
 
 
 def check_class(value, names: tuple[str, ...]) -> int | None:
@@ -257,35 +265,63 @@ def check_class(value, names: tuple[str, ...]) -> int | None:
     raise ConditionError(f"class: expected a class id or name, got {type(value).__name__}")
 
 
-def check_number(name: str, value, lo: float, hi: float) -> float:
-    """A finite number in [lo, hi], or ConditionError naming it (True/False are not numbers here)."""
+def shown_number(v) -> str:
+    """A number as a note shows it: 999, 2.5, 4294967295, 1e+308, 1.18059e+21 (2**70), 1e+400 (10**400)."""
+    if isinstance(v, (int, np.integer)):
+        digits = str(abs(int(v)))
+        if len(digits) <= 15:
+            return str(int(v))
+        mantissa = (digits[0] + "." + digits[1:6]).rstrip("0").rstrip(".")
+        return f"{'-' if v < 0 else ''}{mantissa}e+{len(digits) - 1}"
+    return f"{float(v):.15g}"
+
+
+def _into_range(name: str, v, lo, hi, notes: list[str], given=None):
+    """v, or the nearest end of [lo, hi] with a note naming the input, the value given (`given`, where v is
+    its reading) and the value used."""
+    if lo <= v <= hi:
+        return v
+    used, end = (hi, "over the maximum") if v > hi else (lo, "under the minimum")
+    notes.append(f"{name}: {shown_number(v if given is None else given)} is {end} {shown_number(used)}; "
+                 f"{shown_number(used)} is used")
+    return used
+
+
+def check_number(name: str, value, lo: float, hi: float, notes: list[str]) -> float:
+    """A finite number (a number in a string counts; True/False do not), or ConditionError naming it. One
+    outside [lo, hi] is set to the nearest end, and `notes` gets a note saying so."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return float(_into_range(name, int(value), lo, hi, notes))  # compared as a whole number: 10**400 too
     try:
-        if isinstance(value, bool):
+        if isinstance(value, (bool, np.bool_)):
             raise TypeError
         v = float(value)
     except (TypeError, ValueError, OverflowError):
         raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}") from None
-    if not np.isfinite(v) or not lo <= v <= hi:
-        got = f"{v:g}{_beyond(v, lo, hi)}" if np.isfinite(v) else repr(value)
-        raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {got}")
-    return v
+    if not np.isfinite(v):
+        raise ConditionError(f"{name}: expected a number from {lo:g} to {hi:g}, got {value!r}")
+    return float(_into_range(name, v, lo, hi, notes))
 
 
-def check_whole(name: str, value, lo: int, hi: int) -> int:
-    """A whole number in [lo, hi] (1.0 counts as 1), or ConditionError naming it."""
-    if isinstance(value, float) and value.is_integer():
+def check_whole(name: str, value, lo: int, hi: int, notes: list[str]) -> int:
+    """A whole number (1.0 counts as 1), or ConditionError naming it. One outside [lo, hi] is set to the
+    nearest end, and `notes` gets a note saying so."""
+    given = value
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        beyond = _beyond(value, lo, hi) if isinstance(value, int) and not isinstance(value, bool) else ""
-        raise ConditionError(f"{name}: expected a whole number from {lo} to {hi}, got {value!r}{beyond}")
-    return value
+    elif isinstance(value, np.integer):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConditionError(f"{name}: expected a whole number from {lo} to {hi}, got {given!r}")
+    return _into_range(name, value, lo, hi, notes, given)  # the note shows 1e+308 as given, not its 309 digits
 
 
-def check_range(name: str, value, limit: Range) -> float:
-    """A value within one of the limits table's ranges (unite_demo.limits)."""
+def check_range(name: str, value, limit: Range, notes: list[str]) -> float:
+    """A value for one of the limits table's ranges (unite_demo.limits), set within it (with a note in
+    `notes`) where it is outside."""
     if limit.whole:
-        return check_whole(name, value, int(limit.low), int(limit.high))
-    return check_number(name, value, limit.low, limit.high)
+        return check_whole(name, value, int(limit.low), int(limit.high), notes)
+    return check_number(name, value, limit.low, limit.high, notes)
 
 
 def check_switch(name: str, value) -> bool:
@@ -297,12 +333,9 @@ def check_switch(name: str, value) -> bool:
     return value
 
 
-def _beyond(v: float, lo: float, hi: float) -> str:
-    return " (over the maximum)" if v > hi else " (under the minimum)" if v < lo else ""
-
-
-def parse_reliability(spec: str, modalities: tuple[str, ...]) -> dict[str, float]:
-    """'seg=1,sketch=0.5,text=2' -> {'seg': 1.0, ...}; unknown names and bad numbers are refused."""
+def parse_reliability(spec: str, modalities: tuple[str, ...], notes: list[str]) -> dict[str, float]:
+    """'seg=1,sketch=0.5,text=2' -> {'seg': 1.0, ...}; unknown names and bad numbers are refused, a number
+    outside RELIABILITY is set within it (a note in `notes`)."""
     out: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, value = part.partition("=")
@@ -311,14 +344,16 @@ def parse_reliability(spec: str, modalities: tuple[str, ...]) -> dict[str, float
             raise ConditionError(f"reliability: expected name=value pairs like seg=1,text=0.5, got {part!r}")
         if name not in modalities:
             raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
-        out[name] = check_range(f"reliability of {name}", value, RELIABILITY)
+        out[name] = check_range(f"reliability of {name}", value, RELIABILITY, notes)
     return out
 
 
-def check_view(view, sweep, values, present: tuple[str, ...]) -> tuple[str, str | None, tuple[float, ...]]:
+def check_view(view, sweep, values, present: tuple[str, ...], notes: list[str]
+               ) -> tuple[str, str | None, tuple[float, ...]]:
     """What a run shows (limits.VIEWS; None: the product), the modality a reliability strip sweeps
     (one of the request's `present` modalities) and its values (a list of numbers or '0, 0.5, 1';
-    None or '': limits.SWEEP_VALUES, each within RELIABILITY, MAX_SWEEP_VALUES at most)."""
+    None or '': limits.SWEEP_VALUES; MAX_SWEEP_VALUES at most; one outside RELIABILITY is set within it,
+    a note in `notes`)."""
     view = "product" if view is None else view
     if view not in VIEWS:
         raise ConditionError(f"view: unknown view {view!r}; accepted: {', '.join(VIEWS)}")
@@ -333,7 +368,9 @@ def check_view(view, sweep, values, present: tuple[str, ...]) -> tuple[str, str 
         values = [v for v in (part.strip() for part in values.replace(";", ",").split(",")) if v]
     if not isinstance(values, (list, tuple)) or not values:
         raise ConditionError(f"sweep values: expected numbers like 0, 0.5, 1, 2, 3, got {values!r}")
-    checked = sorted({check_range("sweep value", v, RELIABILITY) for v in values})
+    said: list[str] = []
+    checked = sorted({check_range("sweep value", v, RELIABILITY, said) for v in values})
+    notes.extend(dict.fromkeys(said))  # "9, 9": said once
     if len(checked) > MAX_SWEEP_VALUES - 1:
         raise ConditionError(f"sweep values: at most {MAX_SWEEP_VALUES - 1} different values, got {len(checked)}")
     return view, sweep, tuple(checked)
@@ -350,7 +387,7 @@ class Request:
     steps: int = DEFAULTS["steps"]
     seed: int = DEFAULTS["seed"]
     sampler: str = DEFAULTS["sampler"]
-    notes: tuple[str, ...] = ()  # what was switched off and why, for the user
+    notes: tuple[str, ...] = ()  # what was changed or switched off and why, for the user
     superres: bool = True  # the final image through the world's final-image stage, where it has one
 
     def present(self) -> tuple[str, ...]:
@@ -363,32 +400,33 @@ class Request:
 
 
 def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, Any] | None = None, *,
-                 read: Callable[[str, Any], tuple[Any, str | None]],
+                 read: Callable[[str, Any], tuple[Any, str | tuple[str, ...] | None]],
                  reliability: dict | str | None = None, guidance=DEFAULTS["guidance"], steps=DEFAULTS["steps"],
                  seed=DEFAULTS["seed"], sampler=DEFAULTS["sampler"], samplers: tuple[str, ...] = SAMPLERS,
                  default_reliability: dict[str, float] | None = None, subject: str = "face", superres=True,
                  known: tuple[str, ...] = ()) -> Request:
     """Validate and normalise every input of one generation; raise ConditionError on the first bad one.
     inputs: the given input of each modality (left out: off), each read by `read(modality, given)`
-    (the modality's own reading for this world, worlds.modalities) into a validated value or None with
-    a note. Reliability: a dict or 'seg=1,text=0.5'; modalities not named take default_reliability
+    (the modality's own reading for this world, worlds.modalities) into a validated value or None, with
+    its notes. Reliability: a dict or 'seg=1,text=0.5'; modalities not named take default_reliability
     (else 1). known: the modalities there are (an input for one of them that this world has no expert
-    for is refused; a reliability for one is checked, then left out). superres: whether the final image goes through the world's final-image stage
-    (None: it does)."""
+    for is refused; a reliability for one is checked, then left out). superres: whether the final image
+    goes through the world's final-image stage (None: it does). A finite number outside its range
+    (limits) is set to the nearest end, and the request's notes say so, once."""
     notes = []
     if isinstance(reliability, str):
-        reliability = parse_reliability(reliability, modalities)
+        reliability = parse_reliability(reliability, modalities, notes)
     reliability = dict(reliability or {})
     for name in list(reliability):
         if name not in modalities:
             if name not in known:
                 raise ConditionError(f"reliability: unknown modality {name!r}; accepted: {', '.join(modalities)}")
-            check_range(f"reliability of {name}", reliability.pop(name), RELIABILITY)  # checked, then unused
+            check_range(f"reliability of {name}", reliability.pop(name), RELIABILITY, [])  # checked, then unused
     reliability = {**(default_reliability or {}), **reliability}
-    rel = {m: check_range(f"reliability of {m}", reliability.get(m, 1.0), RELIABILITY) for m in modalities}
-    guidance = check_range("guidance", guidance, GUIDANCE)
-    steps = check_range("steps", steps, STEPS)
-    seed = check_range("seed", seed, SEED)
+    rel = {m: check_range(f"reliability of {m}", reliability.get(m, 1.0), RELIABILITY, notes) for m in modalities}
+    guidance = check_range("guidance", guidance, GUIDANCE, notes)
+    steps = check_range("steps", steps, STEPS, notes)
+    seed = check_range("seed", seed, SEED, notes)
     superres = check_switch("superres", superres)
     if sampler not in samplers:
         raise ConditionError(f"sampler: unknown sampler {sampler!r}; accepted: {', '.join(samplers)}")
@@ -401,9 +439,8 @@ def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, An
         raise ConditionError(f"unknown modality {m!r}; accepted: {', '.join(modalities)}")
     values = {}
     for m in (m for m in modalities if m in inputs):
-        value, note = read(m, inputs[m])
-        if note:
-            notes.append(note)
+        value, said = read(m, inputs[m])
+        notes.extend([said] if isinstance(said, str) else said or ())
         if value is None:
             continue
         values[m] = value
@@ -411,4 +448,4 @@ def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, An
             notes.append(f"{m} reliability is 0: the {m} expert is off")
     if not values:
         notes.append(f"no modality given: sampling the experts' mixed prior (an unconditional {subject})")
-    return Request(values, rel, guidance, steps, seed, sampler, tuple(notes), superres)
+    return Request(values, rel, guidance, steps, seed, sampler, tuple(dict.fromkeys(notes)), superres)

@@ -30,6 +30,7 @@ class World(Protocol):
     palette: tuple[tuple[str, ...], np.ndarray] | None  # the seg expert's (class names, (K,3) colours)
     class_names: tuple[str, ...]  # the class expert's classes
     encode_text: Any  # captions -> the text expert's condition
+    caption_doubt: Any  # caption -> None where its text expert understands it, else what that expert reads (or None)
 
     def read_caption(self, text: str) -> dict | None: ...
 
@@ -37,7 +38,8 @@ class World(Protocol):
 # What the page can build for a modality: a label-map painter, a drawing canvas, a text box, a picker.
 WIDGETS = ("painter", "drawing", "caption", "choice")
 
-Reading = tuple[Any, str | None]  # (the validated value, or None: this modality is off; a note for the user, or None)
+# (the validated value, or None: this modality is off; a note for the user, or several, or None)
+Reading = tuple[Any, str | tuple[str, ...] | None]
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,17 @@ def _example_sketch(world: World):
 
 
 def _read_text(given, world: World) -> Reading:
-    text = c.check_text(given)
-    return (text, None) if text is not None else (None, "caption is empty: the text expert is off")
+    """A caption; one the world's text expert does not understand (World.caption_doubt) is left out, as
+    an empty one is, and a note says so."""
+    notes: list[str] = []
+    text = c.check_text(given, notes)
+    if text is None:
+        return None, (*notes, "caption is empty: the text expert is off")
+    doubt = world.caption_doubt(text) if getattr(world, "caption_doubt", None) is not None else None
+    if doubt:
+        return None, (*notes, f'the text expert did not understand: "{c.shortened(text)}"; {doubt}, so the run '
+                      "goes on without it")
+    return text, tuple(notes)
 
 
 def _describe_text(text: str, world: World) -> str:

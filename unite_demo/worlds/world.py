@@ -37,6 +37,9 @@ class World:
     guidance_options: GuidanceOptions = PLAIN  # how the guidance term acts (combine.REMEDIES)
     device: torch.device = torch.device("cpu")  # where the networks and x_t live (the noise is drawn on the CPU)
     encode_text: Callable[[list[str]], torch.Tensor] | None = None  # captions -> the text expert's condition
+    # caption -> None where the text expert's reading understands it, else what that reading reads, in words: the
+    # caption is then left out, with a note (None: the text expert reads any caption, as CLIP does)
+    caption_doubt: Callable[[str], str | None] | None = None
     encoders: dict[str, Callable] = field(default_factory=dict)  # modality -> (value, world) -> its condition,
     # where this world's experts read it otherwise than the modality's own tensor (worlds.modalities)
 

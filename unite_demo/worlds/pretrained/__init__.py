@@ -14,9 +14,9 @@ one denoiser signature; latent.py: the latent world (conditions, previews, VAE d
 from unite_demo.limits import SD_DEFAULTS
 from unite_demo.worlds.pretrained.denoisers import CapturedCalls, DiTDenoiser, SD15Denoiser
 from unite_demo.worlds.pretrained.latent import LatentWorld, latent_to_rgb
-from unite_demo.worlds.pretrained.loading import (ENV, WORLDS, PretrainedConfig, WeightsMissing, configured_worlds,
-                                                  load_net, load_world, missing)
+from unite_demo.worlds.pretrained.loading import (ENV, TITLES, WORLDS, PretrainedConfig, WeightsMissing,
+                                                  configured_worlds, how_to_enable, load_net, load_world, missing)
 
-__all__ = ["ENV", "SD_DEFAULTS", "WORLDS", "CapturedCalls", "DiTDenoiser", "LatentWorld", "PretrainedConfig",
-           "SD15Denoiser", "WeightsMissing", "configured_worlds", "latent_to_rgb", "load_net", "load_world",
-           "missing"]
+__all__ = ["ENV", "SD_DEFAULTS", "TITLES", "WORLDS", "CapturedCalls", "DiTDenoiser", "LatentWorld", "PretrainedConfig",
+           "SD15Denoiser", "WeightsMissing", "configured_worlds", "how_to_enable", "latent_to_rgb", "load_net",
+           "load_world", "missing"]

@@ -32,11 +32,13 @@ import torch
 
 from unite_demo.limits import SD_SPATIAL_PROMPT_RELIABILITY
 from unite_demo.method.experts import Expert
+from unite_demo.worlds.conditions import without_paths
 from unite_demo.worlds.pretrained.denoisers import DiTDenoiser, SD15Denoiser
 from unite_demo.worlds.pretrained.labels import imagenet_classes
 from unite_demo.worlds.pretrained.latent import LatentWorld
 
 WORLDS = ("sd15", "sd15-dit")
+TITLES = {"sd15": "Stable Diffusion 1.5 + ControlNets", "sd15-dit": "Stable Diffusion 1.5 + ControlNets + DiT"}
 
 ENV = {  # field -> (environment variable, default)
     "sd15": ("UNITE_SD15", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
@@ -182,6 +184,39 @@ def missing(name: str, config: PretrainedConfig | None = None) -> list[str]:
         if problem:
             out.append(f"{var}={spec} ({probe}): {problem}")
     return out
+
+
+SD15_VARS = ("UNITE_SD15", "UNITE_CONTROLNET_SCRIBBLE", "UNITE_CONTROLNET_SEG")  # the parts sd15-dit shares
+GUIDE = "docs/pretrained-worlds.md"
+
+
+def how_to_enable(name: str, config: PretrainedConfig | None = None) -> str:
+    """What brings world `name` here, in one line, from the variables whose parts missing() finds
+    lacking now; a variable set to other than its default also says what is wrong with it (paths
+    shortened to their last name: a visitor may read this)."""
+    try:
+        config = config or PretrainedConfig.from_env()
+    except ValueError as e:
+        return f"fix the setting: {e}"
+    lacking: dict[str, str] = {}  # variable -> its first problem
+    for line in missing(name, config):
+        var, rest = line.split("=", 1)
+        lacking.setdefault(var, rest.split(": ", 1)[-1])
+    defaults = {var: default for var, default in ENV.values()}
+    specs = {var: spec for var, spec, _, _ in _needs(name, config)}
+    ways = []
+    sd = [var for var in SD15_VARS if var in lacking]
+    if sd:
+        offline = any("HF_HUB_OFFLINE" in lacking[var] for var in sd)
+        download = ("unset HF_HUB_OFFLINE (UNITE_DOWNLOAD=1 cannot download while it is set) or " if offline else
+                    "" if config.download else "set UNITE_DOWNLOAD=1 (about 6 GB, downloaded on first use) or ")
+        ways.append(f"{download}point {', '.join(sd)} at local folders")
+    if "UNITE_DIT" in lacking:
+        ways.append(f"point UNITE_DIT at {defaults['UNITE_DIT']} converted once to safetensors by `{CONVERT}`")
+    if "UNITE_PREVIEW_DECODER" in lacking:
+        ways.append("point UNITE_PREVIEW_DECODER at a tiny autoencoder, or unset it")
+    wrong = [f"{var}: {without_paths(problem)}" for var, problem in lacking.items() if specs[var] != defaults[var]]
+    return "; and ".join(ways) + f" ({GUIDE})" + (f"; now {'; '.join(wrong)}" if wrong else "")
 
 
 def configured_worlds(config: PretrainedConfig | None = None) -> list[str]:
