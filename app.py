@@ -70,7 +70,8 @@ CSS = f"""
   #inputs > .second {{ order: 2; }}
   #outputs > .third:nth-child(1) {{ order: 3; }}
   #outputs > .third {{ order: 4; }}
-  .card-header label, .card-header [data-testid=block-info] {{ white-space: normal; }}
+  .card-header, .card-header > .form {{ flex-wrap: wrap !important; }}  /* the switch above its slider */
+  .card-header > .form > * {{ flex: 1 1 100% !important; min-width: 100% !important; }}
   .settings-row, .settings-row > .form {{ flex-wrap: wrap !important; }}
   .settings-row > *, .settings-row > .form > * {{ min-width: 40% !important; flex: 1 1 40% !important; }}
   #result {{ height: 240px !important; }}

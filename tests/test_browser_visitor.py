@@ -275,6 +275,7 @@ CLIPPED_JS = """() => {
 def test_11_on_a_phone_no_control_label_is_clipped_and_run_brings_the_result_into_view(browser, url):
     sp = open_page(browser, url, PHONE)
     try:
+        sp.page.evaluate("() => document.fonts.ready.then(() => true)")  # measured in the page's own fonts
         assert sp.page.evaluate(CLIPPED_JS) == []  # today's main: "sketch c", "unip", "cartoon-fac", ...
         run, result = (sp.page.locator(s).bounding_box() for s in ("#run", "#result"))
         assert abs(run["y"] - result["y"]) < PHONE["height"]  # the result within one screen of Run
