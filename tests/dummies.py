@@ -55,3 +55,17 @@ class ScheduledDummy:
     def __call__(self, x_t, alpha_bar, cond):
         t = self.schedule.timestep_for(alpha_bar)
         return to_eps(self.network(x_t, t), x_t, alpha_bar, self.prediction_type)
+
+
+class FieldDummy:
+    """eps = 0.1 x_t + sum_k cond_k: each condition is a (B,3,H,W) field added where it is non-zero,
+    so an expert's guidance term eps(c) - eps(null) is its field, pixel by pixel."""
+
+    def __init__(self, reads: tuple[str, ...], space: str = SPACE):
+        self.reads, self.space = reads, space
+
+    def __call__(self, x_t, alpha_bar, cond):
+        out = 0.1 * x_t
+        for c in cond.values():
+            out = out + c
+        return out

@@ -132,3 +132,49 @@ def test_explain_and_sweep_write_labelled_strips_whose_last_image_is_the_run_as_
     assert _gen(example, tmp_path / "x.png", "--sweep", "class") == 2
     assert "sweep: 'class' is not a modality this run has an input for" in capsys.readouterr().err
     assert _gen(example, tmp_path / "x.png", "--sweep", "text", "--explain") == 2
+
+
+@pytest.mark.slow
+def test_reliability_maps_and_windows_from_the_command_line(example, tmp_path, capsys):
+    left = np.full((64, 64), 255, np.uint8)
+    left[:, :32] = 0  # seg not heard on the left half
+    Image.fromarray(left).save(tmp_path / "left.png")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(tmp_path / "white.png")
+    plain = ["--no-superres", "--steps", "4"]
+    assert _gen(example, tmp_path / "plain.png", *plain) == 0
+    assert _gen(example, tmp_path / "white_run.png", *plain, "--reliability-map", f"seg={tmp_path / 'white.png'}",
+                "--window", "sketch=0,1") == 0
+    assert _gen(example, tmp_path / "map.png", *plain, "--reliability-map", f"seg={tmp_path / 'left.png'}") == 0
+    assert _gen(example, tmp_path / "both.png", *plain, "--reliability-map", f"seg={tmp_path / 'left.png'}",
+                "--window", "sketch=0,0.6", "--window", "text=0.5,1") == 0
+    assert _gen(example, tmp_path / "pairs.png", *plain, "--reliability-map", f"seg={tmp_path / 'left.png'}",
+                "--window", "sketch=0,0.6,text=0.5,1") == 0
+    image = {n: (tmp_path / n).read_bytes() for n in ("plain.png", "white_run.png", "map.png", "both.png",
+                                                       "pairs.png")}
+    assert image["white_run.png"] == image["plain.png"]  # white and (0, 1): today's run
+    assert len({image["plain.png"], image["map.png"], image["both.png"]}) == 3
+    assert image["pairs.png"] == image["both.png"]  # repeated flags or pairs in one
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        generate.main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--reliability-map NAME=IMAGE" in help_text and "--window NAME=START,END" in help_text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--window", "sketch=0.6,0.2"], r"^error: window of sketch: expected start,end with 0 <= start < end <= 1 \(the "
+     r"fraction of the steps it is heard in, e.g. 0,0.6\), got '0.6,0.2'$"),
+    (["--window", "sketch"], r"^error: window: expected name=value pairs like sketch=0,0.6, got 'sketch'$"),
+    (["--reliability-map", "colour=x.png"], r"^error: reliability map: unknown modality 'colour'; accepted: seg, "
+     r"sketch, text$"),
+    (["--reliability-map", "seg=missing.png"], r"^error: reliability map of seg: file not found: missing.png$"),
+    (["--window", "class=0,1"], r"^error: window of class: this world has no class expert; its modalities: seg, "
+     r"sketch, text$"),
+])
+def test_bad_maps_and_windows_are_one_clear_line(example, tmp_path, capsys, args, message):
+    assert _gen(example, tmp_path / "x.png", *args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
+    assert not (tmp_path / "x.png").exists()
+    assert generate.main(["--text", "a face", "--window", "sketch=0,0.5", "--out", str(tmp_path / "y.png")]) == 2
+    assert "window of sketch: no sketch input is given" in capsys.readouterr().err

@@ -6,10 +6,12 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from unite_demo.method.combine import GuidanceOptions, ProductOfExperts, combine_eps, prior_weights
+from unite_demo.method.combine import (GuidanceOptions, ProductOfExperts, combine_eps, conflict_map, map_on_grid,
+                                       prior_weights)
 from unite_demo.method.experts import Expert, NoiseSchedule, eps_to_x0, to_eps, x0_to_eps
+from unite_demo.method.sampler import alpha_bar_window, heard_steps, sample, step_alpha_bars
 
-from dummies import DummyDenoiser, ScheduledDummy, true_eps
+from dummies import DummyDenoiser, FieldDummy, ScheduledDummy, true_eps
 
 
 def _inputs(seed=0, b=2):
@@ -276,3 +278,179 @@ def test_projected_guidance_drops_the_update_along_the_predicted_image():
     x0_apg, x0_1 = eps_to_x0(apg, x, ab).flatten(1), eps_to_x0(unguided, x, ab).flatten(1)
     along = ((x0_apg - x0_1) * x0_1).sum(1) / x0_1.norm(dim=1)
     assert along.abs().max() < 1e-3 and (x0_apg - x0_1).norm(dim=1).min() > 0.1
+
+
+# --- reliability in space (maps) and time (windows) -------------------------------------------
+
+LEFT_OFF = torch.ones(8, 8)
+LEFT_OFF[:, :4] = 0  # the expert is not heard on the left half of the 8x8 image
+
+
+def _left(t):
+    return t[..., :4]
+
+
+@pytest.mark.parametrize("options", [GuidanceOptions(), *OPTIONS.values()], ids=["plain", *OPTIONS])
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_uniform_map_is_the_number(shared, options):
+    """A white map is the number itself (bitwise); a uniform grey map m with r / m is r (per-pixel path, 1e-6)."""
+    x, ab, cond = _inputs()
+    ab = torch.tensor([0.2, 0.95])
+    rel = {"seg": 0.7, "sketch": 1.2, "text": 2.0}
+    ref = ProductOfExperts(_experts(shared), rel, guidance=3.0, options=options)(x, ab, cond)
+    white = ProductOfExperts(_experts(shared), rel, guidance=3.0, options=options, maps={"sketch": torch.ones(5, 7)})
+    assert white.maps == {} and torch.equal(white(x, ab, cond), ref)
+    grey = ProductOfExperts(_experts(shared), {**rel, "sketch": 2.4}, guidance=3.0, options=options,
+                            maps={"sketch": torch.full((8, 8), 0.5)})
+    torch.testing.assert_close(grey(x, ab, cond), ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [GuidanceOptions(), OPTIONS["interval"]], ids=["plain", "interval"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_where_a_map_is_0_the_output_does_not_depend_on_that_condition(shared, options):
+    """Exactly, pixel by pixel, with the batched shared null row too. (Rescale and APG act per image, so
+    with them a map's region follows the rest of its image: not asserted.)"""
+    x, ab, cond = _inputs()
+    poe = ProductOfExperts(_experts(shared), {"seg": 1.0, "sketch": 1.5, "text": 2.0}, guidance=3.0, options=options,
+                           maps={"sketch": LEFT_OFF.repeat_interleave(2, 0).repeat_interleave(2, 1)})  # 16x16 -> 8x8
+    other = dict(cond, sketch=torch.randn(2, 5) * 10)
+    a, b = poe(x, ab, cond), poe(x, ab, other)
+    assert torch.equal(_left(a), _left(b))
+    assert not torch.allclose(a[..., 4:], b[..., 4:])  # heard on the right half
+    # ... and on the left half the product is the one without that expert
+    without = ProductOfExperts(_experts(shared), {"seg": 1.0, "sketch": 0.0, "text": 2.0}, guidance=3.0,
+                               options=options)(x, ab, cond)
+    torch.testing.assert_close(_left(a), _left(without), rtol=0, atol=1e-6)
+
+
+def test_maps_follow_the_formula_per_pixel_and_where_nobody_is_heard_the_prior_is_the_equal_mix():
+    x, ab, cond = _inputs()
+    experts = _experts()
+    g = torch.Generator().manual_seed(3)
+    maps = {"seg": torch.rand(8, 8, generator=g), "sketch": torch.rand(8, 8, generator=g), "text": LEFT_OFF}
+    maps["seg"][:2, :2] = maps["sketch"][:2, :2] = 0  # with text's left half: nobody is heard there
+    rel, s = {"seg": 0.5, "sketch": 1.0, "text": 2.5}, 1.7
+    got = ProductOfExperts(experts, rel, guidance=s, clamp_x0=False, maps=maps)(x, ab, cond)
+    r = {e.name: rel[e.name] * maps[e.name] for e in experts}  # (8, 8)
+    total = sum(r.values())
+    expected = torch.zeros_like(x)
+    for e in experts:
+        null, c = e.denoiser(x, ab, {}), e.denoiser(x, ab, {e.name: cond[e.name]})
+        beta = torch.where(total > 0, r[e.name] / total.clamp_min(1e-12), torch.full_like(total, 1 / 3))
+        expected += beta * null + s * r[e.name] * (c - null)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    nulls = sum(e.denoiser(x, ab, {}) for e in experts) / 3
+    torch.testing.assert_close(got[..., :2, :2], nulls[..., :2, :2], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_expert_order_does_not_matter_with_maps(shared):
+    x, ab, cond = _inputs()
+    g = torch.Generator().manual_seed(4)
+    maps = {m: torch.rand(8, 8, generator=g) for m in ("seg", "sketch", "text")}
+    rel = {"seg": 0.7, "sketch": 1.3, "text": 2.1}
+    ref = ProductOfExperts(_experts(shared), rel, guidance=2.5, maps=maps)(x, ab, cond)
+    for perm in itertools.permutations(_experts(shared)):
+        assert torch.equal(ProductOfExperts(list(perm), rel, guidance=2.5, maps=maps)(x, ab, cond), ref)
+
+
+def test_a_black_map_turns_the_expert_off_and_maps_are_resampled_by_area():
+    x, ab, cond = _inputs()
+    rel = {"seg": 1.0, "sketch": 1.0, "text": 2.0}
+    black = ProductOfExperts(_experts(), rel, guidance=3.0, maps={"sketch": torch.zeros(8, 8)})
+    assert [e.name for e in black.active(cond)] == ["seg", "text"]
+    off = ProductOfExperts(_experts(), {**rel, "sketch": 0.0}, guidance=3.0)
+    assert torch.equal(black(x, ab, cond), off(x, ab, cond))
+    big = torch.arange(16.0).repeat(16, 1) / 15  # (16, 16), columns 0..1
+    on_grid = map_on_grid(big, (8, 8))
+    assert on_grid.shape == (1, 1, 8, 8) and torch.allclose(on_grid[0, 0, 0], (big[0, ::2] + big[0, 1::2]) / 2)
+    with pytest.raises(ValueError, match=r"reliability map of sketch must be \(H,W\) with values in \[0, 1\]"):
+        ProductOfExperts(_experts(), rel, maps={"sketch": torch.full((8, 8), 1.5)})
+    with pytest.raises(ValueError, match="reliability map given for unknown expert"):
+        ProductOfExperts(_experts(), rel, maps={"colour": torch.ones(8, 8)})
+
+
+def test_heard_steps_and_their_alpha_bar_interval():
+    assert heard_steps((0, 0.6), 10) == [1, 2, 3, 4, 5, 6]
+    assert heard_steps((0.5, 1), 4) == [3, 4] and heard_steps((0, 1), 3) == [1, 2, 3]
+    assert heard_steps((0.9, 1), 4) == []
+    a = step_alpha_bars(4, "ddim")
+    assert bool((a[1:] > a[:-1]).all())
+    assert alpha_bar_window((0, 1), a) == (0.0, 1.0) and alpha_bar_window((0.9, 1), a) is None
+    lo, hi = alpha_bar_window((0.5, 1), a)
+    assert float(a[1]) < lo < float(a[2]) and hi == 1.0
+    lo, hi = alpha_bar_window((0, 0.5), a)
+    assert lo == 0.0 and float(a[1]) < hi < float(a[2])
+
+
+def test_the_window_0_1_is_today():
+    x, ab, cond = _inputs()
+    rel = {"seg": 1.0, "sketch": 1.5, "text": 2.0}
+    ref = ProductOfExperts(_experts(), rel, guidance=3.0)(x, ab, cond)
+    always = ProductOfExperts(_experts(), rel, guidance=3.0, windows={"sketch": (0.0, 1.0)})
+    assert torch.equal(always(x, ab, cond), ref)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_window_0_5_1_is_that_expert_at_r_0_during_the_first_half(shared):
+    """Sampled: the product with sketch's window (0.5, 1) equals, step by step, the product with sketch at
+    r = 0 for steps 1-2 of 4 and as set for steps 3-4 (a reference that switches by counting its calls)."""
+    _, _, cond = _inputs()
+    rel = {"seg": 1.0, "sketch": 1.5, "text": 2.0}
+    window = alpha_bar_window((0.5, 1), step_alpha_bars(4, "ddim"))
+    windowed = ProductOfExperts(_experts(shared), rel, guidance=3.0, windows={"sketch": window})
+    off = ProductOfExperts(_experts(shared), {**rel, "sketch": 0.0}, guidance=3.0)
+    on = ProductOfExperts(_experts(shared), rel, guidance=3.0)
+    calls = []
+
+    def switching(x_t, alpha_bar, c):
+        calls.append(None)
+        return (off if len(calls) <= 2 else on)(x_t, alpha_bar, c)
+
+    def run(denoiser):
+        return [f.image for f in sample(denoiser, cond, (2, 3, 8, 8), steps=4, sampler="ddim",
+                                        generator=torch.Generator().manual_seed(0))]
+    got, want = run(windowed), run(switching)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert not torch.equal(got[-1], run(on)[-1]) and not torch.equal(got[-1], run(off)[-1])
+
+
+def test_a_window_acts_per_row_by_each_rows_noise_level():
+    x, _, cond = _inputs()
+    ab = torch.tensor([0.3, 0.8])  # row 0 outside the window, row 1 inside
+    rel = {"seg": 1.0, "sketch": 1.5, "text": 2.0}
+    got = ProductOfExperts(_experts(), rel, guidance=3.0, windows={"sketch": (0.5, 1.0)})(x, ab, cond)
+    off = ProductOfExperts(_experts(), {**rel, "sketch": 0.0}, guidance=3.0)(x, ab, cond)
+    on = ProductOfExperts(_experts(), rel, guidance=3.0)(x, ab, cond)
+    torch.testing.assert_close(got[0], off[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(got[1], on[1], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="window of sketch must be an alpha_bar interval"):
+        ProductOfExperts(_experts(), rel, windows={"sketch": (0.6, 0.2)})
+
+
+def test_conflict_is_high_where_two_experts_push_opposite_ways_and_0_elsewhere():
+    """Two field experts: a pushes +v everywhere; b pushes -v on the left half, +v on the right."""
+    den = FieldDummy(("a", "b"))
+    experts = [Expert("a", den, ("a",)), Expert("b", den, ("b",))]
+    v = torch.tensor([1.0, -0.5, 0.25]).view(1, 3, 1, 1)
+    push_a = v.expand(2, 3, 8, 8).clone()
+    push_b = push_a.clone()
+    push_b[..., :4] *= -1
+    x, ab = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.full((2,), 0.5)
+    poe = ProductOfExperts(experts, {"a": 1.0, "b": 2.0}, guidance=2.0, keep_conflict=True)
+    poe(x, ab, {"a": push_a, "b": push_b})
+    c = poe.last_conflict
+    assert c.shape == (2, 8, 8)
+    assert bool((_left(c) > 0.99).all()) and bool((c[..., 4:] < 1e-6).all())
+    # one expert muted on the left: fewer than 2 push there, no conflict
+    muted = ProductOfExperts(experts, {"a": 1.0, "b": 2.0}, guidance=2.0, keep_conflict=True, maps={"b": LEFT_OFF})
+    muted(x, ab, {"a": push_a, "b": push_b})
+    assert float(muted.last_conflict.abs().max()) < 1e-6
+    # orthogonal pushes: 0.5; one expert alone or none: 0
+    ortho = torch.zeros(1, 3, 1, 1)
+    ortho[0, 0] = 1.0
+    assert torch.allclose(conflict_map([ortho.expand(1, 3, 2, 2), ortho.roll(1, 1).expand(1, 3, 2, 2)]),
+                          torch.full((1, 2, 2), 0.5))
+    alone = ProductOfExperts(experts, {"a": 1.0, "b": 0.0}, keep_conflict=True)
+    alone(x, ab, {"a": push_a, "b": push_b})
+    assert torch.equal(alone.last_conflict, torch.zeros(2, 8, 8))

@@ -1,6 +1,7 @@
 """Input validation and encoding: one place, clear messages."""
 
 import io
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,8 +10,10 @@ import torch
 from PIL import Image
 
 from unite_demo.limits import MAX_TEXT_CHARS
-from unite_demo.worlds.conditions import (MAX_SIDE, ConditionError, check_text, check_view, make_request,
-                                          parse_reliability, seg_from_image, sketch_from_image)
+from unite_demo.studio.results import request_key
+from unite_demo.worlds.conditions import (MAX_SIDE, ConditionError, check_text, check_view, check_window, make_request,
+                                          parse_pairs, parse_reliability, reliability_map, seg_from_image,
+                                          sketch_from_image)
 from unite_demo.worlds.faces.conditions import seg_tensor, sketch_tensor
 from unite_demo.worlds.faces.data import FACES_PALETTE, NUM_CLASSES, make_face, seg_to_rgb
 from unite_demo.worlds.faces.text import caption_doubt, encode_captions
@@ -192,3 +195,116 @@ def test_condition_tensors():
     assert s.shape == (NUM_CLASSES, 32, 32) and torch.equal(s.sum(0), torch.ones(32, 32))
     k = sketch_tensor(f.sketch)
     assert torch.equal(k[1], torch.ones(32, 32)) and k[0].sum() == (f.sketch > 0).sum()
+
+
+# --- reliability maps and windows -----------------------------------------------------------
+
+def _face_inputs():
+    f = make_face(6, 32)
+    return {"seg": seg_to_rgb(f.seg), "sketch": f.sketch, "text": "a face"}
+
+
+def test_a_reliability_map_is_read_from_any_image_at_any_size_as_grey(tmp_path):
+    left = np.full((64, 96), 255, np.uint8)
+    left[:, :48] = 0  # black on the left half
+    want = np.ones((32, 32), np.float32)
+    want[:, :16] = 0
+    path = tmp_path / "map.png"
+    Image.fromarray(left).save(path)
+    for source in (str(path), path, Image.fromarray(left), left, np.dstack([left] * 3), _png(left),
+                   {"background": None, "layers": [], "composite": np.dstack([left] * 3 + [np.full_like(left, 255)])},
+                   left.astype(np.float32) / 255):
+        got = reliability_map(source, 32, "reliability map of seg")
+        assert got.dtype == np.float32 and np.array_equal(got, want), type(source)
+    # RGB is read as its grey (luma); a float array is the map itself, resampled by area
+    assert reliability_map(np.full((8, 8, 3), (255, 0, 0), np.uint8), 4, "m")[0, 0] == pytest.approx(76 / 255)
+    assert reliability_map(np.full((2, 2), 0.25), 4, "m").tolist() == [[0.25] * 4] * 4
+    # transparent counts as white (heard): black painted on a clear layer mutes where it is painted
+    layer = np.zeros((32, 32, 4), np.uint8)
+    layer[:, :16, 3] = 255
+    assert np.array_equal(reliability_map(layer, 32, "m"), want)
+
+
+def test_a_white_map_and_the_window_0_1_are_todays_request_exactly():
+    inputs = _face_inputs()
+    today = faces_request(inputs)
+    same = faces_request(inputs, reliability_maps={"seg": np.full((50, 70), 255, np.uint8)},
+                         windows={"sketch": "0,1", "text": (0.0, 1.0)})
+    assert same.reliability_maps == {} and same.windows == {}
+    assert replace(same, values={}) == replace(today, values={})
+    assert all(np.array_equal(same.values[m], today.values[m]) for m in MODS)
+    assert request_key("w", same) == request_key("w", today)
+
+
+def test_maps_and_windows_are_kept_and_make_their_own_cache_key():
+    inputs = _face_inputs()
+    left = np.ones((32, 32), np.float32)
+    left[:, :16] = 0
+    req = faces_request(inputs, reliability_maps={"seg": left}, windows="sketch=0,0.6,text=0.2,1")
+    assert set(req.reliability_maps) == {"seg"} and np.array_equal(req.reliability_maps["seg"], left)
+    assert req.windows == {"sketch": (0.0, 0.6), "text": (0.2, 1.0)} and req.notes == ()
+    keys = {request_key("w", r) for r in (faces_request(inputs), req,
+                                          faces_request(inputs, reliability_maps={"seg": left}),
+                                          faces_request(inputs, reliability_maps={"seg": 1 - left}),
+                                          faces_request(inputs, windows={"sketch": (0, 0.6)}),
+                                          faces_request(inputs, windows={"sketch": (0, 0.5)}))}
+    assert len(keys) == 6
+    # the strips' runs with one modality alone drop the others' maps and windows
+    alone = req.without("seg", "text")
+    assert alone.reliability_maps == {} and alone.windows == {"sketch": (0.0, 0.6)}
+    # a list (a repeated command-line flag) and pairs in one string read the same
+    assert parse_pairs(["sketch=0,0.6", "seg=a.png"], "window", "x") == {"sketch": "0,0.6", "seg": "a.png"}
+    assert check_window(" (0.25, 0.75) ", "w") == (0.25, 0.75) and check_window([0, 1], "w") == (0.0, 1.0)
+
+
+def test_a_black_map_and_a_window_with_no_step_are_said():
+    req = faces_request(_face_inputs(), reliability_maps={"sketch": np.zeros((10, 10), np.uint8)},
+                        windows={"text": (0.9, 1)}, steps=4)
+    assert req.notes == ("reliability map of sketch is black everywhere: the sketch expert is off",
+                         "window of text (0.9 to 1) holds none of the 4 steps: the text expert is not heard")
+
+
+def test_a_map_or_window_of_a_modality_read_as_off_is_dropped():
+    req = faces_request({**_face_inputs(), "sketch": np.zeros((32, 32), np.uint8)},
+                        reliability_maps={"sketch": np.zeros((32, 32), np.float32)}, windows={"sketch": (0, 0.5)})
+    assert "sketch" not in req.values and req.reliability_maps == {} and req.windows == {}
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"reliability_maps": {"colour": np.ones((4, 4))}},
+     "reliability map: unknown modality 'colour'; accepted: seg, sketch, text"),
+    ({"reliability_maps": "seg"}, "reliability map: expected name=value pairs like seg=mask.png, got 'seg'"),
+    ({"reliability_maps": 5}, "reliability map: expected name=value pairs like seg=mask.png, got int"),
+    ({"reliability_maps": {"seg": "missing.png"}}, "reliability map of seg: file not found: missing.png"),
+    ({"reliability_maps": {"seg": 5}},
+     r"reliability map of seg: expected an image \(a file, a PIL image, an array\) or an image editor's value, "
+     "got int$"),
+    ({"reliability_maps": {"seg": np.full((4, 4), 1.5)}},
+     r"reliability map of seg: expected values from 0 \(not heard\) to 1 \(heard at its reliability\), got 1.5..1.5"),
+    ({"reliability_maps": {"seg": np.full((4, 4), np.nan)}}, "reliability map of seg: expected values .* got nan"),
+    ({"reliability_maps": {"seg": np.ones((MAX_SIDE + 1, 2), np.uint8)}},
+     f"reliability map of seg: the image is 2x{MAX_SIDE + 1}; at most"),
+    ({"reliability_maps": {"seg": {"composite": None, "background": None, "layers": []}}},
+     "reliability map of seg: the image editor holds no image"),
+    ({"reliability_maps": {"text": np.ones((4, 4))}},
+     "reliability map of text: no text input is given; a reliability map applies to a modality given in this run"),
+    ({"windows": "colour=0,1"}, "window: unknown modality 'colour'; accepted: seg, sketch, text"),
+    ({"windows": {"class": (0, 1)}},
+     "window of class: this world has no class expert; its modalities: seg, sketch, text"),
+    ({"windows": "sketch"}, "window: expected name=value pairs like sketch=0,0.6, got 'sketch'"),
+    ({"windows": {"text": (0, 1)}}, "window of text: no text input is given"),
+    ({"windows": {"sketch": (0.6, 0.2)}},
+     r"window of sketch: expected start,end with 0 <= start < end <= 1 \(the fraction of the steps it is heard in, "
+     r"e.g. 0,0.6\), got \(0.6, 0.2\)"),
+    ({"windows": "sketch=0.5,0.5"}, r"window of sketch: expected start,end .* got '0.5,0.5'"),
+    ({"windows": "sketch=-0.1,0.5"}, r"window of sketch: expected start,end .* got '-0.1,0.5'"),
+    ({"windows": "sketch=0,1.5"}, r"window of sketch: expected start,end .* got '0,1.5'"),
+    ({"windows": "sketch=0,nan"}, r"window of sketch: expected start,end .* got '0,nan'"),
+    ({"windows": "sketch=0.6"}, r"window of sketch: expected start,end .* got '0.6'"),
+    ({"windows": {"sketch": (True, 1)}}, r"window of sketch: expected start,end .* got \(True, 1\)"),
+])
+def test_bad_maps_and_windows_name_the_input_and_what_is_accepted(settings, message):
+    inputs = {k: v for k, v in _face_inputs().items() if k != "text"}
+    with pytest.raises(ConditionError, match=f"^{message}"):
+        make_request(32, MODS, inputs, read=lambda m, given: MODALITIES[m].read(given, FACES), known=(*MODS, "class"),
+                     **settings)

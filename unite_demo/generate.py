@@ -7,6 +7,8 @@ sd15-dit world, an ImageNet class).
         --reliability text=1,class=1 --out dog.png      # pretrained weights configured (README)
     python -m unite_demo.generate --seg ... --sketch ... --text ... --explain --out strip.png --animation strip.gif
     python -m unite_demo.generate --seg ... --text ... --sweep text --values 0,0.5,1,2,3 --out sweep.png
+    python -m unite_demo.generate --seg ... --sketch ... --text ... --reliability-map seg=left_white.png \
+        --window sketch=0,0.6 --out out.png   # seg heard where its map is white, the sketch in the first 60%
 
 Any modality may be left out. Bad input exits with status 2 and one line naming the problem. What the
 validation changed (a number set within its range, a long caption cut, a caption the text expert does not
@@ -42,6 +44,13 @@ def main(argv=None) -> int:
         ap.add_argument(f"--{m.name}", dest=m.param, help=m.help)
     ap.add_argument("--reliability", default="", help="per-modality reliability, e.g. seg=1,sketch=1,text=1 "
                     f"({RELIABILITY.low:g}..{RELIABILITY.high:g})")
+    ap.add_argument("--reliability-map", action="append", metavar="NAME=IMAGE", help="a modality's reliability "
+                    "as a map over the image, e.g. seg=mask.png: a greyscale image of any size, black = that expert "
+                    "not heard there, white = heard at its reliability (transparent counts as white); repeatable, "
+                    "or comma-separated pairs")
+    ap.add_argument("--window", action="append", metavar="NAME=START,END", help="the fraction of the denoising a "
+                    "modality is heard in, 0 <= START < END <= 1, e.g. sketch=0,0.6 (the sketch in the first 60%% of "
+                    "the steps only); repeatable, or pairs like sketch=0,0.6,seg=0.2,1")
     ap.add_argument("--guidance", help=f"guidance scale s, {GUIDANCE.low:g}..{GUIDANCE.high:g} (default: the world's, "
                     f"{d['guidance']} for {BUILTIN})")
     ap.add_argument("--steps", help=f"denoising steps, {STEPS.low}..{STEPS.high} (default: the world's, {d['steps']} "
@@ -70,7 +79,8 @@ def main(argv=None) -> int:
         seed = _whole(args.seed, "seed")
         world = worlds.load(args.world)
         req = world.request({m.name: getattr(args, m.param) for m in MODALITIES.values()},
-                            reliability=args.reliability, seed=seed, sampler=args.sampler,
+                            reliability=args.reliability, reliability_maps=args.reliability_map,
+                            windows=args.window, seed=seed, sampler=args.sampler,
                             superres=not args.no_superres, **sampling)
         if args.explain and args.sweep:
             raise ConditionError("--explain and --sweep: choose one strip")

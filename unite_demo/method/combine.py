@@ -5,6 +5,24 @@ as one denoiser, so the sampler never knows there are several experts.
 
 With guidance options (GuidanceOptions) the guidance term is applied in one of three established
 ways that keep strong guidance from burning the colours; each reduces to the formula at s = 1.
+
+Reliability in space and time. r_i may act per pixel and per step:
+
+- Space: a reliability map m_i (H,W) in [0, 1] multiplies r_i, r_i(x) = r_i m_i(x) (0: expert i is not
+  heard there, its prior included; an all-1 map is the number itself). The map is resampled (area) to
+  the grid the experts predict on (x_t's H x W: pixels, or the latent grid). The prior weights follow
+  per pixel, beta_i(x) = r_i(x) / sum_j r_j(x); where no active expert is heard (the sum is 0) the prior
+  there is the equal mix of the active experts' nulls (prior_weights' rule, per pixel). Per-image
+  quantities of the guidance options (interval's s, rescale's std, APG's projection and norm) stay
+  per image, so with rescale or APG a map's region is coupled to the rest of its image.
+- Time: a window (start, end), the fraction of the denoising during which expert i is heard, reaches
+  the product as an interval of noise levels: sampler.alpha_bar_window turns it into the alpha_bar
+  interval [lo, hi] of the run's own steps when the run is built (World.product_settings), and the product
+  hears expert i only at calls whose alpha_bar lies in it (outside: r_i = 0, prior included). The
+  denoiser signature stays (x_t, alpha_bar, cond) and the product keeps no state between steps.
+
+conflict_map measures where the experts' guidance terms g_i = r_i(x) [eps_i(c_i) - eps_i(null)] point
+different ways; ProductOfExperts(keep_conflict=True) keeps it from every call in `last_conflict`.
 """
 
 from __future__ import annotations
@@ -12,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from unite_demo.method.experts import Denoiser, Expert, eps_to_x0, x0_to_eps
@@ -54,14 +73,25 @@ def _per_image(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def combine_eps(eps_null: Sequence[torch.Tensor], eps_cond: Sequence[torch.Tensor], reliability: Sequence[float],
-                beta: Sequence[float], guidance: float, options: GuidanceOptions = PLAIN,
+# A reliability or prior weight: one number, or per pixel a tensor (B or 1, 1, H, W) on eps's grid.
+Weight = float | torch.Tensor
+
+
+def guidance_terms(eps_null: Sequence[torch.Tensor], eps_cond: Sequence[torch.Tensor], reliability: Sequence[Weight]
+                   ) -> list[torch.Tensor]:
+    """Each expert's guidance term g_i = r_i [eps_i(x_t, c_i) - eps_i(x_t, null)]."""
+    return [r * (ec - en) for r, ec, en in zip(reliability, eps_cond, eps_null)]
+
+
+def combine_eps(eps_null: Sequence[torch.Tensor], eps_cond: Sequence[torch.Tensor], reliability: Sequence[Weight],
+                beta: Sequence[Weight], guidance: float, options: GuidanceOptions = PLAIN,
                 x_t: torch.Tensor | None = None, alpha_bar: torch.Tensor | None = None) -> torch.Tensor:
     """The formula, and the only place it is written: per-expert null and conditional eps,
-    reliabilities r_i, prior weights beta_i (summing to 1) and the guidance scale s; with options,
-    the guidance term as GuidanceOptions says (x_t and alpha_bar, per image, are needed then)."""
+    reliabilities r_i, prior weights beta_i (summing to 1; each a number or, per pixel, a tensor
+    (B or 1, 1, H, W)) and the guidance scale s; with options, the guidance term as GuidanceOptions
+    says (x_t and alpha_bar, per image, are needed then)."""
     prior = sum(b * e for b, e in zip(beta, eps_null))
-    guide = sum(r * (ec - en) for r, ec, en in zip(reliability, eps_cond, eps_null))
+    guide = sum(guidance_terms(eps_null, eps_cond, reliability))
     if options.plain:
         return prior + guidance * guide
     eps_1 = prior + guide
@@ -88,9 +118,12 @@ def combine_eps(eps_null: Sequence[torch.Tensor], eps_cond: Sequence[torch.Tenso
     return eps
 
 
-def prior_weights(reliability: Mapping[str, float], beta: Mapping[str, float] | None = None) -> dict[str, float]:
+def prior_weights(reliability: Mapping[str, Weight], beta: Mapping[str, float] | None = None) -> dict[str, Weight]:
     """beta_i = r_i / sum_j r_j by default; explicit beta is normalised to sum to 1.
-    With every r_i = 0 (or no experts active) the prior is an equal mix of all experts."""
+    With every r_i = 0 (or no experts active) the prior is an equal mix of all experts.
+    Per pixel (any r_i a tensor, r_i(x) = r_i m_i(x)): the same rule at every pixel, over the experts
+    heard there (r_i(x) > 0; explicit beta: beta_i [r_i(x) > 0] normalised), and where none is heard
+    the equal mix of all the experts given."""
     names = list(reliability)
     if beta is not None:
         missing = [n for n in names if n not in beta]
@@ -98,12 +131,46 @@ def prior_weights(reliability: Mapping[str, float], beta: Mapping[str, float] | 
             raise ValueError(f"explicit beta has no weight for {missing}; give one for each of {names}")
         if any(not (beta[n] >= 0) for n in names) or sum(beta[n] for n in names) <= 0:
             raise ValueError(f"beta weights must be >= 0 with a positive sum, got {dict(beta)}")
+    if any(isinstance(reliability[n], torch.Tensor) for n in names):
+        weights = {n: beta[n] * (reliability[n] > 0) if beta is not None else reliability[n] for n in names}
+        total = sum(weights.values())  # (B or 1, 1, H, W)
+        heard = total > 0
+        safe = torch.where(heard, total, torch.ones_like(total))
+        return {n: torch.where(heard, weights[n] / safe, torch.full_like(total, 1.0 / len(names))) for n in names}
+    if beta is not None:
         total = sum(beta[n] for n in names)
         return {n: beta[n] / total for n in names}
     total = sum(reliability.values())
     if total <= 0:
         return {n: 1.0 / len(names) for n in names}
     return {n: reliability[n] / total for n in names}
+
+
+def conflict_map(terms: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Where the experts' guidance terms g_i (B,C,H,W) point different ways: per pixel, with the
+    terms as vectors over the channels, 0.5 (1 - c), c the mean cosine over the pairs of experts
+    weighted by |g_i| |g_j|, i.e. c = sum_{i<j} g_i.g_j / sum_{i<j} |g_i| |g_j|. -> (B,H,W) in [0, 1]:
+    0 where the experts agree (or fewer than 2 push there), 0.5 where they are orthogonal, 1 where
+    they push opposite ways."""
+    b, _, h, w = terms[0].shape
+    dots = terms[0].new_zeros(b, h, w)
+    weight = terms[0].new_zeros(b, h, w)
+    norms = [g.norm(dim=1) for g in terms]  # (B, H, W) each
+    for i in range(len(terms)):
+        for j in range(i + 1, len(terms)):
+            dots = dots + (terms[i] * terms[j]).sum(1)
+            weight = weight + norms[i] * norms[j]
+    pushed = weight > 1e-12
+    cosine = torch.where(pushed, dots / torch.where(pushed, weight, torch.ones_like(weight)), torch.ones_like(weight))
+    return (0.5 * (1 - cosine)).clamp(0, 1)
+
+
+def map_on_grid(reliability_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A reliability map (H,W) in [0, 1] -> (1,1,h,w) on the experts' grid, resampled by area."""
+    m = reliability_map[None, None]  # (1, 1, H, W)
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m
+    return torch.nn.functional.interpolate(m, size=tuple(size), mode="area")
 
 
 class ProductOfExperts:
@@ -115,11 +182,18 @@ class ProductOfExperts:
     call each of [conditional, null] rows. With clamp_x0 (default for pixel spaces) the combined
     x0 is clamped to [-1, 1] and eps recomputed from it, as DDIM does. options: how the guidance
     scale acts (GuidanceOptions; plain by default).
+
+    maps: per expert name, a reliability map (H,W) in [0, 1] at any size, r_i(x) = r_i m_i(x) on x_t's
+    grid (an all-1 map is the number; an all-0 map turns the expert off). windows: per expert name,
+    the alpha_bar interval (lo, hi) in which it is heard (sampler.alpha_bar_window); at a call whose
+    alpha_bar lies outside, r_i = 0. keep_conflict: keep each call's conflict_map of the guidance
+    terms, (B,H,W), in `last_conflict` (zeros where fewer than 2 experts are heard).
     """
 
     def __init__(self, experts: Sequence[Expert], reliability: Mapping[str, float], guidance: float = 1.0,
                  beta: Mapping[str, float] | None = None, clamp_x0: bool | None = None, batched: bool = True,
-                 options: GuidanceOptions = PLAIN):
+                 options: GuidanceOptions = PLAIN, maps: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+                 windows: Mapping[str, tuple[float, float]] | None = None, keep_conflict: bool = False):
         if not experts:
             raise ValueError("a product of experts needs at least one expert")
         names = [e.name for e in experts]
@@ -129,14 +203,27 @@ class ProductOfExperts:
         if len(spaces) > 1:
             detail = ", ".join(f"{e.name}: {e.denoiser.space}" for e in experts)
             raise ValueError(f"these experts live in different image spaces and cannot be combined ({detail})")
-        unknown = set(reliability) - set(names)
-        if unknown:
-            raise ValueError(f"reliability given for unknown expert(s) {sorted(unknown)}; experts are {sorted(names)}")
+        for what, given in (("reliability", reliability), ("reliability map", maps or {}), ("window", windows or {})):
+            unknown = set(given) - set(names)
+            if unknown:
+                raise ValueError(f"{what} given for unknown expert(s) {sorted(unknown)}; experts are {sorted(names)}")
         for name, r in reliability.items():
             if not (r >= 0) or r == float("inf"):
                 raise ValueError(f"reliability of {name} must be a finite number >= 0, got {r}")
         if not (guidance >= 0) or guidance == float("inf"):
             raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
+        self.maps: dict[str, torch.Tensor] = {}
+        for name, m in (maps or {}).items():
+            m = torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m).float().cpu()
+            if m.dim() != 2 or m.numel() == 0 or not bool(((m >= 0) & (m <= 1)).all()):
+                raise ValueError(f"reliability map of {name} must be (H,W) with values in [0, 1], got {tuple(m.shape)}")
+            if not bool((m == 1).all()):  # all 1: the number itself
+                self.maps[name] = m
+        self.windows: dict[str, tuple[float, float]] = {}
+        for name, (lo, hi) in (windows or {}).items():
+            if not 0 <= lo < hi <= 1:
+                raise ValueError(f"window of {name} must be an alpha_bar interval 0 <= lo < hi <= 1, got {(lo, hi)}")
+            self.windows[name] = (float(lo), float(hi))
         self.experts = sorted(experts, key=lambda e: e.name)  # order-independent sums
         self.reliability = {e.name: float(reliability.get(e.name, 0.0)) for e in self.experts}
         self.guidance = float(guidance)
@@ -146,12 +233,50 @@ class ProductOfExperts:
         self.clamp_x0 = self.space.startswith("pixel") if clamp_x0 is None else clamp_x0
         self.batched = batched
         self.options = options
+        self.keep_conflict = keep_conflict
+        self.last_conflict: torch.Tensor | None = None  # (B, H, W), the last call's conflict_map (keep_conflict)
+        self._on_grid: dict[tuple, torch.Tensor] = {}  # (name, h, w, device, dtype) -> (1, 1, h, w)
         self.calls = 0  # network calls made so far (for benchmarks)
         self.rows = 0  # rows evaluated so far
 
-    def active(self, cond: Mapping[str, torch.Tensor]) -> list[Expert]:
-        """Experts with r > 0 whose conditions are all present."""
-        return [e for e in self.experts if self.reliability[e.name] > 0 and all(k in cond for k in e.reads)]
+    def _in_window(self, name: str, alpha_bar: torch.Tensor) -> torch.Tensor | None:
+        """(B,) bool: the rows whose alpha_bar lies in the expert's window; None: it has none (always heard)."""
+        if name not in self.windows:
+            return None
+        lo, hi = self.windows[name]
+        return (alpha_bar >= lo) & (alpha_bar <= hi)
+
+    def active(self, cond: Mapping[str, torch.Tensor], alpha_bar: torch.Tensor | None = None) -> list[Expert]:
+        """Experts with r > 0 whose conditions are all present, whose map is not all 0 and (given
+        alpha_bar) whose window holds the noise level of at least one row."""
+        def heard(e: Expert) -> bool:
+            if e.name in self.maps and not bool(self.maps[e.name].any()):
+                return False
+            rows = self._in_window(e.name, alpha_bar) if alpha_bar is not None else None
+            return rows is None or bool(rows.any())
+        return [e for e in self.experts if self.reliability[e.name] > 0 and all(k in cond for k in e.reads)
+                and heard(e)]
+
+    def grid_map(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The expert's reliability map on the grid of `like` (B,C,h,w): (1,1,h,w), on its device and dtype."""
+        key = (name, *like.shape[-2:], like.device, like.dtype)
+        if key not in self._on_grid:
+            self._on_grid[key] = map_on_grid(self.maps[name], tuple(like.shape[-2:])).to(like.device, like.dtype)
+        return self._on_grid[key]
+
+    def reliabilities(self, names: Sequence[str], x_t: torch.Tensor, alpha_bar: torch.Tensor) -> dict[str, Weight]:
+        """r_i for these (active) experts at this call: the number, or per pixel and row
+        r_i m_i(x) [alpha_bar in window_i] as a tensor (1 or B, 1, h, w)."""
+        out: dict[str, Weight] = {}
+        for n in names:
+            r: Weight = self.reliability[n]
+            if n in self.maps:
+                r = r * self.grid_map(n, x_t)  # (1, 1, h, w)
+            rows = self._in_window(n, alpha_bar)
+            if rows is not None and not bool(rows.all()):
+                r = r * rows.to(x_t.dtype).view(-1, 1, 1, 1)  # (B, 1, 1, 1) or (B, 1, h, w)
+            out[n] = r
+        return out
 
     def plan(self, x_t: torch.Tensor, alpha_bar: torch.Tensor, cond: Mapping[str, torch.Tensor]
              ) -> tuple[list[NetworkCall], Callable[[Sequence[torch.Tensor]], torch.Tensor]]:
@@ -159,7 +284,7 @@ class ProductOfExperts:
         conditional row per expert and one shared null row; or, unbatched, a null and a conditional
         call each) and the function that makes eps from their outputs, in the calls' order. A
         ProductStrip merges the calls of several products into one call per network."""
-        active = self.active(cond)
+        active = self.active(cond, alpha_bar)
         calls: list[NetworkCall] = []
         b = x_t.shape[0]
         if not active:  # no condition to follow: sample the mixed prior of all experts
@@ -171,6 +296,8 @@ class ProductOfExperts:
             beta = prior_weights({e.name: 0.0 for e in self.experts}, self.beta)
 
             def finish_prior(out: Sequence[torch.Tensor]) -> torch.Tensor:
+                if self.keep_conflict:
+                    self.last_conflict = x_t.new_zeros(b, *x_t.shape[-2:])
                 return self._clamp(sum(beta[e.name] * out[by_denoiser[id(e.denoiser)]] for e in self.experts),
                                    x_t, alpha_bar)
             return calls, finish_prior
@@ -195,7 +322,7 @@ class ProductOfExperts:
                 slots[e.name] = (len(calls), j, len(calls), len(group))
             calls.append(NetworkCall(den, x_t.repeat(n_rows, 1, 1, 1), alpha_bar.repeat(n_rows), rows))
         names = [e.name for e in active]
-        r = {n: self.reliability[n] for n in names}
+        r = self.reliabilities(names, x_t, alpha_bar)
         beta = prior_weights(r, self.beta)
 
         def finish(out: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -205,6 +332,8 @@ class ProductOfExperts:
             eps_null = [chunk(*slots[n][2:]) for n in names]
             eps = combine_eps(eps_null, eps_cond, [r[n] for n in names], [beta[n] for n in names], self.guidance,
                               self.options, x_t, alpha_bar)
+            if self.keep_conflict:
+                self.last_conflict = conflict_map(guidance_terms(eps_null, eps_cond, [r[n] for n in names]))
             return self._clamp(eps, x_t, alpha_bar)
         return calls, finish
 

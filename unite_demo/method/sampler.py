@@ -23,6 +23,7 @@ class Frame:
     total: int
     image: torch.Tensor
     done: bool = False
+    conflict: torch.Tensor | None = None  # (B, h, w) in [0, 1], where the experts disagreed (World.generate_strip)
 
 
 def make_sampler(name: str, num_train_timesteps: int, beta_schedule: str, beta_start: float = 0.0001,
@@ -44,6 +45,39 @@ def check_steps(steps: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or not MIN_STEPS <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be a whole number from {MIN_STEPS} to {MAX_STEPS}, got {steps!r}")
     return steps
+
+
+def step_alpha_bars(steps: int, sampler: str = DEFAULTS["sampler"], num_train_timesteps: int = 1000,
+                    beta_schedule: str = "squaredcos_cap_v2", beta_start: float = 0.0001, beta_end: float = 0.02
+                    ) -> torch.Tensor:
+    """(steps,) the master alpha_bar at which sample() asks the denoiser at each step, increasing."""
+    sched = make_sampler(sampler, num_train_timesteps, beta_schedule, beta_start, beta_end)
+    sched.set_timesteps(check_steps(steps))
+    return torch.stack([sched.alphas_cumprod[int(t)].float() for t in sched.timesteps])
+
+
+def heard_steps(window: tuple[float, float], steps: int) -> list[int]:
+    """The steps (1-based) of a run of `steps` in which an expert with this window over the denoising
+    (start, end), fractions from 0 to 1, is heard: those whose middle, (k - 1/2) / steps, lies in
+    [start, end). (0, 0.6) over 10 steps: steps 1 to 6; (0.5, 1) over 4 steps: steps 3 and 4."""
+    start, end = window
+    return [k for k in range(1, steps + 1) if start <= (k - 0.5) / steps < end]
+
+
+def alpha_bar_window(window: tuple[float, float], alpha_bars: torch.Tensor) -> tuple[float, float] | None:
+    """A window over the denoising (start, end) -> the alpha_bar interval (lo, hi) that holds exactly
+    its heard steps (heard_steps) among a run's step_alpha_bars: each end halfway between the alpha_bar
+    of a heard step and that of its unheard neighbour, 0 and 1 at the run's ends; None when no step is
+    heard. The product of experts reads windows in this form (combine.ProductOfExperts), so the one
+    denoiser signature (x_t, alpha_bar, cond) carries them."""
+    a = [float(v) for v in alpha_bars]
+    heard = heard_steps(window, len(a))
+    if not heard:
+        return None
+    first, last = heard[0] - 1, heard[-1] - 1  # 0-based
+    lo = 0.0 if first == 0 else (a[first - 1] + a[first]) / 2
+    hi = 1.0 if last == len(a) - 1 else (a[last] + a[last + 1]) / 2
+    return lo, hi
 
 
 @torch.inference_mode()

@@ -23,9 +23,10 @@ def request_key(world_name: str, req: Request) -> str:
     """A digest of everything that determines a run's frames."""
     h = hashlib.sha256()
     for part in (world_name, sorted(req.reliability.items()), req.guidance, req.steps, req.seed, req.sampler,
-                 req.superres):
+                 req.superres, sorted(req.windows.items())):
         h.update(repr(part).encode() + b"\0")
-    for name, value in sorted(req.values.items()):
+    maps = {f"map:{m}": v for m, v in req.reliability_maps.items()}  # a run with a map is never a uniform run's
+    for name, value in sorted({**req.values, **maps}.items()):
         h.update(name.encode() + b"=")
         if isinstance(value, np.ndarray):
             h.update(np.ascontiguousarray(value).tobytes() + repr((value.dtype.str, value.shape)).encode())

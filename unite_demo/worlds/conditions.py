@@ -18,7 +18,7 @@ from PIL import Image
 
 from unite_demo.limits import (DEFAULTS, GUIDANCE, MAX_SIDE, MAX_SWEEP_VALUES, MAX_TEXT_CHARS, RELIABILITY, SEED, STEPS,
                                SWEEP_VALUES, VIEWS, Range)
-from unite_demo.method.sampler import SAMPLERS
+from unite_demo.method.sampler import SAMPLERS, heard_steps
 
 
 @dataclass(frozen=True)
@@ -376,6 +376,131 @@ def check_view(view, sweep, values, present: tuple[str, ...], notes: list[str]
     return view, sweep, tuple(checked)
 
 
+# ---------------------------------------------------------------------------------------------
+# Reliability in space and time: a map per modality over the image, a window over the steps.
+
+def parse_pairs(spec, what: str, example: str) -> dict[str, str]:
+    """'seg=a.png,sketch=0,0.6' (or a list of such strings, e.g. a repeated command-line flag) ->
+    {'seg': 'a.png', 'sketch': '0,0.6'}: a comma-separated part without '=' continues the value before it."""
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    out: dict[str, str] = {}
+    for text in parts:
+        if not isinstance(text, str):
+            raise ConditionError(f"{what}: expected name=value pairs like {example}, got {text!r}")
+        name = None
+        for part in (p.strip() for p in text.split(",")):
+            if "=" in part:
+                name, value = (v.strip() for v in part.split("=", 1))
+                out[name] = value
+            elif name is not None:
+                out[name] += "," + part
+            elif part:
+                raise ConditionError(f"{what}: expected name=value pairs like {example}, got {text!r}")
+    return out
+
+
+def _by_modality(given, what: str, example: str) -> dict[str, Any]:
+    if given is None:
+        return {}
+    if isinstance(given, Mapping):
+        return dict(given)
+    if isinstance(given, (str, list, tuple)):
+        return parse_pairs(given, what, example)
+    raise ConditionError(f"{what}: expected name=value pairs like {example}, got {type(given).__name__}")
+
+
+def reliability_map(source, size: int, what: str) -> np.ndarray:
+    """A reliability map -> (size,size) float32 in [0, 1] (area-resampled): a 2-D float array is the map
+    itself (values from 0 to 1); any other image (a path, a PIL image, an array, an image editor's value:
+    its composite) is read as grey, black 0 (not heard) to white 1 (heard at its reliability), RGB as its
+    luma, an alpha channel over white (transparent: heard, so black painted on a clear layer mutes)."""
+    if isinstance(source, Mapping):  # an image editor's value: what the user sees
+        source = next((source[k] for k in ("composite", "background") if source.get(k) is not None), None)
+        if source is None:
+            raise ConditionError(f"{what}: the image editor holds no image")
+    if isinstance(source, np.ndarray) and source.ndim == 2 and np.issubdtype(source.dtype, np.floating):
+        if source.size == 0:
+            raise ConditionError(f"{what}: expected an image array of shape (H,W) or (H,W,C), got {source.shape}")
+        if not (np.isfinite(source).all() and source.min() >= 0 and source.max() <= 1):
+            got = "nan" if np.isnan(source).any() else f"{source.min():g}..{source.max():g}"
+            raise ConditionError(f"{what}: expected values from 0 (not heard) to 1 (heard at its reliability), "
+                                 f"got {got}")
+        grey = source.astype(np.float32)
+    elif isinstance(source, (str, Image.Image, np.ndarray)) or hasattr(source, "read") or \
+            hasattr(source, "__fspath__"):
+        rgb = _rgb_on(open_image(source, what), (255, 255, 255))
+        grey = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32) / 255.0  # (H, W)
+    else:
+        raise ConditionError(f"{what}: expected an image (a file, a PIL image, an array) or an image editor's "
+                             f"value, got {type(source).__name__}")
+    if grey.shape != (size, size):
+        t = torch.from_numpy(np.ascontiguousarray(grey))[None, None]  # (1, 1, H, W)
+        grey = torch.nn.functional.interpolate(t, size=(size, size), mode="area")[0, 0].numpy()
+    return np.clip(grey, 0.0, 1.0).astype(np.float32)
+
+
+WINDOW_ACCEPTED = "start,end with 0 <= start < end <= 1 (the fraction of the steps it is heard in, e.g. 0,0.6)"
+
+
+def check_window(value, what: str) -> tuple[float, float]:
+    """A window over the denoising: a pair (start, end) or a string '0,0.6' -> (start, end), refused unless
+    0 <= start < end <= 1."""
+    pair = value
+    if isinstance(value, str):
+        pair = [v.strip() for v in value.strip().strip("()[]").split(",")]
+    try:
+        if isinstance(pair, (str, bytes, Mapping)) or len(pair) != 2 or any(isinstance(v, bool) for v in pair):
+            raise TypeError
+        start, end = (float(v) for v in pair)
+    except (TypeError, ValueError, OverflowError):
+        raise ConditionError(f"{what}: expected {WINDOW_ACCEPTED}, got {value!r}") from None
+    if not (0 <= start < end <= 1):  # nan fails too
+        raise ConditionError(f"{what}: expected {WINDOW_ACCEPTED}, got {value!r}")
+    return start, end
+
+
+def _check_spacetime(maps, windows, size: int, modalities: tuple[str, ...], known: tuple[str, ...],
+                     inputs: Mapping[str, Any], values: Mapping[str, Any], steps: int, notes: list[str]
+                     ) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
+    """The request's reliability maps and windows (None: not given), each for a modality given an input in
+    this run; a white map and the window (0, 1) are today's run and are not kept; those of a modality whose
+    input was read as off are dropped (its own note says why)."""
+    out: list[dict] = []
+    for given, what, per, example, read in (
+            (maps, "reliability map", "reliability map of", "seg=mask.png",
+             lambda m, v, w: reliability_map(v, size, w)),
+            (windows, "window", "window of", "sketch=0,0.6", lambda m, v, w: check_window(v, w))):
+        checked = {}
+        for m, value in _by_modality(given, what, example).items():
+            if m not in modalities:
+                if m in known:
+                    raise ConditionError(f"{per} {m}: this world has no {m} expert; its modalities: "
+                                         f"{', '.join(modalities)}")
+                raise ConditionError(f"{what}: unknown modality {m!r}; accepted: {', '.join(modalities)}")
+            if value is None:  # not given
+                continue
+            if inputs.get(m) is None:
+                raise ConditionError(f"{per} {m}: no {m} input is given; a {what} applies to a modality given "
+                                     "in this run")
+            value = read(m, value, f"{per} {m}")
+            if m in values:
+                checked[m] = value
+        out.append(checked)
+    maps, windows = out
+    for m, grey in list(maps.items()):
+        if (grey == 1).all():
+            del maps[m]  # white: heard everywhere at its reliability, the number itself
+        elif not grey.any():
+            notes.append(f"reliability map of {m} is black everywhere: the {m} expert is off")
+    for m, window in list(windows.items()):
+        if window == (0.0, 1.0):
+            del windows[m]  # heard at every step
+        elif not heard_steps(window, steps):
+            notes.append(f"window of {m} ({window[0]:g} to {window[1]:g}) holds none of the {steps} steps: the {m} "
+                         "expert is not heard")
+    return maps, windows
+
+
 @dataclass
 class Request:
     """A validated generation request: each given modality's value (at the world's resolution; see
@@ -389,6 +514,10 @@ class Request:
     sampler: str = DEFAULTS["sampler"]
     notes: tuple[str, ...] = ()  # what was changed or switched off and why, for the user
     superres: bool = True  # the final image through the world's final-image stage, where it has one
+    # modality -> (S,S) float32 in [0, 1] at the world's image size: r_i(x) = r_i m_i(x); absent: white (the number)
+    reliability_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    # modality -> (start, end): the fraction of the denoising it is heard in; absent: (0, 1), every step
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def present(self) -> tuple[str, ...]:
         """The modalities given, in the order of the request's values."""
@@ -396,7 +525,9 @@ class Request:
 
     def without(self, *modalities: str) -> Request:
         """The same request as if these modalities' inputs were left empty."""
-        return replace(self, values={m: v for m, v in self.values.items() if m not in modalities})
+        return replace(self, values={m: v for m, v in self.values.items() if m not in modalities},
+                       reliability_maps={m: v for m, v in self.reliability_maps.items() if m not in modalities},
+                       windows={m: v for m, v in self.windows.items() if m not in modalities})
 
 
 def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, Any] | None = None, *,
@@ -404,7 +535,7 @@ def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, An
                  reliability: dict | str | None = None, guidance=DEFAULTS["guidance"], steps=DEFAULTS["steps"],
                  seed=DEFAULTS["seed"], sampler=DEFAULTS["sampler"], samplers: tuple[str, ...] = SAMPLERS,
                  default_reliability: dict[str, float] | None = None, subject: str = "face", superres=True,
-                 known: tuple[str, ...] = ()) -> Request:
+                 known: tuple[str, ...] = (), reliability_maps=None, windows=None) -> Request:
     """Validate and normalise every input of one generation; raise ConditionError on the first bad one.
     inputs: the given input of each modality (left out: off), each read by `read(modality, given)`
     (the modality's own reading for this world, worlds.modalities) into a validated value or None, with
@@ -412,7 +543,13 @@ def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, An
     (else 1). known: the modalities there are (an input for one of them that this world has no expert
     for is refused; a reliability for one is checked, then left out). superres: whether the final image
     goes through the world's final-image stage (None: it does). A finite number outside its range
-    (limits) is set to the nearest end, and the request's notes say so, once."""
+    (limits) is set to the nearest end, and the request's notes say so, once.
+    reliability_maps: {modality: map} or 'seg=mask.png,sketch=m.png' (or a list of such strings), each
+    map an image at any size (reliability_map: black 0 = not heard there, white 1 = heard at its
+    reliability; transparent = white) or a 2-D float array in [0, 1], kept at size x size.
+    windows: {modality: (start, end) or '0,0.6'} or 'sketch=0,0.6' (or a list), the fraction of the
+    denoising the modality is heard in. Each only for a modality given an input; a white map and the
+    window (0, 1) are not kept (the request is then today's, exactly)."""
     notes = []
     if isinstance(reliability, str):
         reliability = parse_reliability(reliability, modalities, notes)
@@ -446,6 +583,8 @@ def make_request(size: int, modalities: tuple[str, ...], inputs: Mapping[str, An
         values[m] = value
         if rel[m] == 0:
             notes.append(f"{m} reliability is 0: the {m} expert is off")
+    maps, windows = _check_spacetime(reliability_maps, windows, size, modalities, known, inputs, values, steps, notes)
     if not values:
         notes.append(f"no modality given: sampling the experts' mixed prior (an unconditional {subject})")
-    return Request(values, rel, guidance, steps, seed, sampler, tuple(dict.fromkeys(notes)), superres)
+    return Request(values, rel, guidance, steps, seed, sampler, tuple(dict.fromkeys(notes)), superres,
+                   reliability_maps=maps, windows=windows)

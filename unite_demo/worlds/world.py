@@ -13,7 +13,7 @@ import torch
 from unite_demo.limits import DEFAULTS
 from unite_demo.method.combine import PLAIN, GuidanceOptions, ProductOfExperts, ProductStrip
 from unite_demo.method.experts import Expert
-from unite_demo.method.sampler import SAMPLERS, Frame, sample
+from unite_demo.method.sampler import SAMPLERS, Frame, alpha_bar_window, sample, step_alpha_bars
 from unite_demo.worlds.conditions import Request, make_request
 from unite_demo.worlds.modalities import MODALITIES, by_keyword
 
@@ -61,7 +61,8 @@ class World:
         """Validate the inputs of one run for this world (conditions.make_request): `inputs` by modality
         name, or each modality's input by its keyword (worlds.modalities: seg=, sketch=, text=,
         class_name=), with the sampling settings (reliability, guidance, steps, seed, sampler, superres;
-        not given: the world's defaults). from_page: the inputs are the page's widget values."""
+        not given: the world's defaults; reliability_maps=, windows=: make_request's). from_page: the
+        inputs are the page's widget values."""
         keywords = by_keyword()
         inputs = {**(inputs or {}), **{keywords[k].name: v for k, v in given.items() if k in keywords}}
         if not from_page:  # None: not given (the page's empty widgets are read, for their notes)
@@ -99,19 +100,40 @@ class World:
                 pass
 
     def mixture(self, req: Request, batched: bool = True) -> ProductOfExperts:
-        """The product of this world's experts with the request's reliabilities and guidance."""
-        return ProductOfExperts(self.experts, req.reliability, req.guidance, batched=batched,
-                                options=self.guidance_options)
+        """The product of this world's experts with the request's reliabilities (maps and windows too)
+        and guidance."""
+        return ProductOfExperts(self.experts, batched=batched, options=self.guidance_options,
+                                **self.product_settings(req))
 
-    def generate(self, req: Request, batched: bool = True) -> Iterator[Frame]:
+    def product_settings(self, req: Request) -> dict:
+        """The request's reliabilities, maps, windows and guidance as ProductOfExperts reads them: the
+        maps as they are (the product resamples them to its grid), each window over the steps as the
+        alpha_bar interval of this run's steps (sampler.alpha_bar_window); an expert whose window holds
+        none of the steps counts as r = 0."""
+        reliability, windows = dict(req.reliability), {}
+        if req.windows:
+            schedule = {k: v for k, v in self.schedule().items() if k not in ("preview", "final")}
+            alpha_bars = step_alpha_bars(req.steps, req.sampler, **schedule)
+            for m, window in req.windows.items():
+                interval = alpha_bar_window(window, alpha_bars)
+                if interval is None:
+                    reliability[m] = 0.0
+                else:
+                    windows[m] = interval
+        return {"reliability": reliability, "guidance": req.guidance, "maps": dict(req.reliability_maps),
+                "windows": windows}
+
+    def generate(self, req: Request, batched: bool = True, conflict: bool = False) -> Iterator[Frame]:
         """Frames of one run: an x0 preview per step, then the final image (batch 1), through the
-        world's final-image stage when it has one and the request wants it."""
-        return self.generate_strip([req], batched)
+        world's final-image stage when it has one and the request wants it (conflict: generate_strip)."""
+        return self.generate_strip([req], batched, conflict)
 
-    def generate_strip(self, reqs: Sequence[Request], batched: bool = True) -> Iterator[Frame]:
+    def generate_strip(self, reqs: Sequence[Request], batched: bool = True, conflict: bool = False
+                       ) -> Iterator[Frame]:
         """Frames of several runs side by side, one batch row per request, every row from the same
         starting noise (the explain view's strips): row b equals the run of reqs[b] alone. The requests
-        may differ in conditions, reliabilities and guidance, not in seed, steps, sampler or superres."""
+        may differ in conditions, reliabilities and guidance, not in seed, steps, sampler or superres.
+        conflict: each step's Frame carries the experts' conflict_map (B, h, w) on the experts' grid."""
         if not self.experts:
             raise RuntimeError(f"the {self.name} world was unloaded; load it again")
         first = reqs[0]
@@ -120,11 +142,15 @@ class World:
         if differ:
             raise ValueError(f"the runs of a strip must share {', '.join(shared)}; they differ in {differ}")
         mixtures = [self.mixture(r, batched) for r in reqs]
+        for mixture in mixtures:
+            mixture.keep_conflict = conflict
         denoiser = mixtures[0] if len(reqs) == 1 else ProductStrip(mixtures, [self.conditions(r) for r in reqs])
         cond = self.conditions(first) if len(reqs) == 1 else {}
         gen = torch.Generator().manual_seed(first.seed)
         for frame in sample(denoiser, cond, (1, *self.sample_shape), steps=first.steps, sampler=first.sampler,
                             generator=gen, copies=len(reqs), device=self.device, **self.schedule()):
+            if conflict and not frame.done:
+                frame = replace(frame, conflict=torch.cat([m.last_conflict.cpu() for m in mixtures]))
             if frame.done and first.superres and self.final_stage is not None:
                 with torch.inference_mode():  # one image at a time: its uint8 filters would turn the float
                     # differences of another batch size into a level or two at a few pixels

@@ -100,7 +100,7 @@ class LatentWorld(World):
         if self.spatial_prompt and "text" in req.values:
             # Option: the spatial experts' rows carry the prompt too (their null row stays shared).
             experts = [Expert(e.name, e.denoiser, (*e.reads, "text")) if e.name in SPATIAL else e for e in experts]
-        return ProductOfExperts(experts, req.reliability, req.guidance, batched=batched)
+        return ProductOfExperts(experts, batched=batched, **self.product_settings(req))
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
