@@ -14,8 +14,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from gradio_adapters import (BRUSH_JS, DELETE_CACHE, LIVE_JS, RUN_JS, SEND_JS, SHOW_JS, PHONE_WIDTH, ResultImage,  # noqa: E402
-                             SentDropdown, SentNumber, SentRadio, SentSlider, SentTextbox, StreamedOutputs,
+from gradio_adapters import (BRUSH_JS, DELETE_CACHE, LIVE_JS, PHONE_WIDTH, RUN_JS, SEND_JS, SHOW_JS,  # noqa: E402
+                             ResultImage, SentDropdown, SentNumber, SentRadio, SentSlider, SentTextbox, StreamedOutputs,
                              canvas_twin, guard_file_moves, import_matplotlib_now, launch_options, on_spaces_gpu,
                              page_js, stroke_size)
 from unite_demo.worlds.conditions import ConditionError  # noqa: E402
@@ -175,10 +175,9 @@ def blank_sketch(_world):
 
 
 def canvas_js(widget_id: str, fn: str) -> str:
-    """A browser-side step that gives a canvas its value (fn: the step's JS function) and ends the page's note
-    ('reading ...'), then puts the brush
-    back in the visitor's hand (gradio 6.31.0's editor drops the tool when its image is replaced) and tells
-    live mode that the canvas changed."""
+    """A browser-side step that gives a canvas its value (fn: the step's JS function) and ends the page's
+    note ('reading ...'), then puts the brush back in the visitor's hand (gradio 6.31.0's editor drops the
+    tool when its image is replaced) and tells live mode that the canvas changed."""
     return (f"(...args) => {{ window.__uniteSay?.(''); const out = ({fn})(...args); setTimeout(() => {{ "
             f"document.querySelector('#{widget_id} button[aria-label=Brush]:not(.highlight)')?.click(); "
             f"window.__uniteLiveKick?.(); }}, 300); return out; }}")
@@ -436,7 +435,7 @@ def build_page(run=generate) -> gr.Blocks:
                 page = STUDIO.page(name)
             except (ConditionError, OSError) as e:
                 return was, was, kept, False, *(gr.skip() for _ in painters), f"not used: {e}", *unchanged_settings()
-            kept = {**kept, was: list(maps)}
+            kept = {**kept, was: [m.get("composite") if isinstance(m, dict) else m for m in maps]}  # what shows
             new_maps = kept.get(name) or [page.blank for _ in painters]
             note = (f"note: world {name}: its steps ({page.steps}), guidance ({page.guidance:g}) and reliabilities "
                     f"are set; the map painted in {was} comes back when {was} is picked again")
