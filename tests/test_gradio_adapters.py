@@ -222,3 +222,28 @@ def test_gradio_closes_the_colour_pop_up_only_on_a_mousedown_outside_it():  # ->
     js = gradio_frontend()
     assert "e&&!e.contains(n.target)&&!n.defaultPrevented&&t(n)};return document.addEventListener(`mousedown`" in js
     assert "'mousedown'" in gradio_adapters.COLOUR_PICKED_JS and "button.color" in gradio_adapters.COLOUR_PICKED_JS
+
+
+def test_gradio_editor_has_no_hook_for_files_before_its_canvas_takes_them():  # -> UPLOAD_JS
+    # The editor takes a file into its canvas in the browser, whatever it is and however large (the page's own
+    # tests, tests/test_browser_visitor.py 2-4, show what that did); it offers no setting to check or scale one
+    # first. A parameter for that would let UPLOAD_JS and the hidden upload components go.
+    import inspect
+
+    params = set(inspect.signature(gr.ImageEditor).parameters)
+    assert not params & {"file_types", "max_file_size", "max_size", "upload_limit", "preprocess_upload"}, params
+    assert "routeUpload" in gradio_adapters.UPLOAD_JS and "UPLOAD_SIDE" in gradio_adapters.UPLOAD_JS
+
+
+def test_gradio_brush_colours_carry_no_names():  # -> SWATCH_NAMES_JS
+    import inspect
+
+    colours = inspect.signature(gr.Brush).parameters["colors"].annotation
+    assert colours == "list[str | tuple[str, float]] | str | tuple[str, float] | None"  # a colour and an opacity
+    assert "title" in gradio_adapters.SWATCH_NAMES_JS and "legend-item" in gradio_adapters.SWATCH_NAMES_JS
+
+
+def test_gradio_slider_puts_a_typed_number_back_in_range_without_a_word():  # -> CLAMP_NOTES_JS
+    js = gradio_frontend()
+    assert "R.props.value=Math.min(Math.max(R.props.value,R.props.minimum),R.props.maximum)" in js  # on blur
+    assert "is over the maximum" in gradio_adapters.CLAMP_NOTES_JS
