@@ -239,7 +239,16 @@ def test_live_server_offers_the_worlds_and_the_class_through_the_api(config, tmp
             sp.page.get_by_role("option", name="sd15", exact=True).click()
             sp.page.wait_for_function("() => /sky/.test(document.querySelector('#seg-legend').innerText)",
                                       timeout=30_000)
-            sp.page.wait_for_timeout(1000)  # the blank map and the brush reach the painter
+            wall = np.asarray(ADE20K_RGB[WALL], np.int16)
+            for _ in range(120):  # the blank map (wall everywhere) reaches the painter; under load this takes a while
+                shot = np.asarray(Image.open(io.BytesIO(sp.page.locator("#seg-painter canvas").first.screenshot()))
+                                  .convert("RGB")).astype(np.int16)
+                if (np.abs(shot - wall).max(-1) <= 8).mean() > 0.3:
+                    break
+                sp.page.wait_for_timeout(250)
+            else:
+                raise AssertionError("the painter never showed the sd15 world's blank map")
+            sp.page.wait_for_timeout(500)  # and the brush
             sp.pick_colour(tuple(int(v) for v in ADE20K_RGB[SKY]))
             for y in (0.1, 0.2, 0.3):
                 sp.stroke("#seg-painter", [(0.05, y), (0.95, y)])
