@@ -12,3 +12,21 @@ def sd15_folders(tmp_path_factory):
     from tiny_sd15 import write_tiny_models
 
     return write_tiny_models(tmp_path_factory.mktemp("pretrained"))
+
+
+@pytest.fixture(scope="module")
+def url():
+    """`python app.py` on a free port, one per test module that asks for it (scripts/media.serve)."""
+    from scripts.media import serve
+
+    with serve() as u:
+        yield u
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven by Playwright, one per test module (scripts/media.chromium)."""
+    from scripts.media import chromium
+
+    with chromium() as b:
+        yield b

@@ -14,22 +14,10 @@ from unite_demo.worlds.conditions import seg_from_image, sketch_from_image
 from unite_demo.worlds.faces.data import FACES_PALETTE, PALETTE_RGB, make_face
 from unite_demo.worlds.faces.examples import load_examples
 
-from scripts.media import FREEHAND, VIEWPORT, StudioPage, chromium, freehand_miou, serve, shown_image
+from scripts.media import FREEHAND, VIEWPORT, StudioPage, freehand_miou, shown_image
 
 pytestmark = pytest.mark.slow
 GLASSES = tuple(int(c) for c in PALETTE_RGB[6])
-
-
-@pytest.fixture(scope="module")
-def url():
-    with serve() as u:
-        yield u
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture

@@ -8,23 +8,11 @@ from PIL import Image
 
 from unite_demo.worlds.faces.data import PALETTE_RGB, make_face
 
-from scripts.media import VIEWPORT, StudioPage, chromium, serve, shown_image
+from scripts.media import VIEWPORT, StudioPage, shown_image
 
 pytestmark = pytest.mark.slow
 GLASSES = tuple(int(c) for c in PALETTE_RGB[6])
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def url():
-    with serve() as u:
-        yield u
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 def open_page(browser, url, viewport=VIEWPORT) -> StudioPage:
