@@ -59,7 +59,8 @@ class LoadedWorlds:
     def get(self, name: str = BUILTIN) -> World:
         """World `name`; ConditionError for an unknown world, one that needs weights (worlds.check: what
         brings them, which worlds are available) or whose weights are gone or damaged (the other worlds go on)."""
-        check_world(name)
+        if name not in self._worlds:  # a loaded world is served from memory, unchecked; an unknown name gets no lock
+            check_world(name)
         with self._lock(name):
             if name not in self._worlds:
                 try:
