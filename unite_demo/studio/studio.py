@@ -59,8 +59,7 @@ class LoadedWorlds:
     def get(self, name: str = BUILTIN) -> World:
         """World `name`; ConditionError for an unknown world, one that needs weights (worlds.check: what
         brings them, which worlds are available) or whose weights are gone or damaged (the other worlds go on)."""
-        if not isinstance(name, str) or name not in self._worlds:  # a loaded world is served unchecked; a bad name gets no lock
-            check_world(name)
+        check_world(name)
         with self._lock(name):
             if name not in self._worlds:
                 try:
