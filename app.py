@@ -15,17 +15,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from gradio_adapters import (BRUSH_JS, DELETE_CACHE, LIVE_JS, PHONE_WIDTH, RUN_JS, SEND_JS, SHOW_JS,  # noqa: E402
-                             ResultImage, SentDropdown, SentNumber, SentRadio, SentSlider, SentTextbox, StreamedOutputs,
-                             canvas_twin, guard_file_moves, import_matplotlib_now, launch_options, on_spaces_gpu,
-                             page_js, stroke_size)
+                             MapTwin, RangeSlider, ResultImage, SentDropdown, SentNumber, SentRadio, SentSlider,
+                             SentTextbox, StreamedOutputs, canvas_twin, guard_file_moves, import_matplotlib_now,
+                             launch_options, on_spaces_gpu, optional_parameters, page_js, stroke_size)
 from unite_demo.worlds.conditions import ConditionError  # noqa: E402
 from unite_demo.worlds.modalities import MODALITIES  # noqa: E402
 from unite_demo.worlds.faces.examples import load_examples  # noqa: E402
 from unite_demo.studio.inputs import RunInputs  # noqa: E402
 from unite_demo.limits import (CANVAS, CONCURRENT_RUNS, DEFAULTS, GUIDANCE, MAX_UPLOAD,  # noqa: E402
                                RELIABILITY, SEED, STEPS, SWEEP_VALUES)
-from unite_demo.studio.pages import (CLASS_OFF, example_inputs, legend_html, painter_upload, palette_hex,  # noqa: E402
-                                     random_seed, sketch_upload)  # noqa: E402
+from unite_demo.studio.pages import (CLASS_OFF, blank_reliability_map, example_inputs, legend_html,  # noqa: E402
+                                     painter_upload, palette_hex, random_seed, reliability_map_over,
+                                     sketch_upload)
 from unite_demo.studio.runs import UNCHANGED, image_views, outputs  # noqa: E402
 from unite_demo.studio.threads import tune_malloc  # noqa: E402
 from unite_demo.method.sampler import SAMPLERS  # noqa: E402
@@ -46,9 +47,12 @@ CANVAS_WIDGETS = ("drawing", "painter")  # the widgets drawn on a canvas, in the
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 STRIP_HEIGHT = 300  # px: the explain view's strip, placeholder, previews and final image alike
 PAINT_WIDTH, SKETCH_WIDTH = 16, 8  # the bands the painter's and the sketch's brushes paint, in canvas pixels
+MAP_WIDTH = 40  # the band a reliability map's brush paints: broad, as the experts' grid is coarse
+# A reliability map's brush: black, not heard there; grey (black at half), heard half; the eraser: as the slider.
+MAP_BRUSH = dict(colors=[("#000000", 1.0), ("#000000", 0.5)], default_color=("#000000", 1.0), color_mode="fixed")
 CSS = f"""
 #result img, #cond-seg img, #cond-sketch img {{ image-rendering: auto; }}
-#result img {{ width: 100%; height: 100%; object-fit: contain; }}
+#result img, #conflict img {{ width: 100%; height: 100%; object-fit: contain; }}
 #strip img {{ width: 100%; height: 100%; object-fit: contain; }}
 .card-header label, .card-header [data-testid=block-info] {{ white-space: nowrap; }}
 #progress {{ height: 1.6em; font-family: ui-monospace, monospace; white-space: nowrap; overflow: hidden;
@@ -59,6 +63,8 @@ CSS = f"""
 #notes, #notes-box .prose {{ min-height: 0; }}
 #page-notes:empty {{ display: none; }}
 #strip-caption {{ min-height: 1.6em; }}
+.map-legend {{ font-size: 0.85em; }}
+.where > .label-wrap {{ padding-right: 6px; }}  /* its arrow, turned, stays inside the button */
 .palette-legend {{ font-size: 0.9em; max-height: 9em; overflow-y: auto; }}
 #seg-painter .image-container > .top-panel, #sketch-canvas .image-container > .top-panel {{ top: 2.7em !important; }}
 #seg-painter [data-testid=block-label], #sketch-canvas [data-testid=block-label] {{ z-index: 20; }}
@@ -74,7 +80,7 @@ CSS = f"""
   .card-header > .form > * {{ flex: 1 1 100% !important; min-width: 100% !important; }}
   .settings-row, .settings-row > .form {{ flex-wrap: wrap !important; }}
   .settings-row > *, .settings-row > .form > * {{ min-width: 40% !important; flex: 1 1 40% !important; }}
-  #result {{ height: 240px !important; }}
+  #result, #conflict {{ height: 240px !important; }}
   #notes-box {{ height: auto; max-height: 5.2em; }}
 }}
 """
@@ -83,16 +89,21 @@ CSS = f"""
 def generate(request: gr.Request = None, live=False, **params):
     """Generate an image from a segmentation map, a sketch and a caption (and, in worlds with a class
     expert, an ImageNet class name or id; '' = off), streaming a preview per step. Each modality has its
-    value, an on switch (<name>_on) and a reliability (r_<name>); superres: the final image sharpened to
-    128 px by the world's final-image stage (cartoon-faces). view: 'product' (the image alone),
-    'experts' (each expert alone beside the product, a strip) or 'sweep' (the reliability of the
-    modality `sweep` at each of `sweep_values` and as set, a strip), every image from the same noise.
+    value, an on switch (<name>_on), a reliability (r_<name>), where it is heard (map_<name>: an image,
+    black = not heard there, white = heard at its reliability, any size; None: everywhere) and when
+    (window_<name>: 'start,end', the fraction of the steps it is heard in; '0,1': every step);
+    superres: the final image sharpened to 128 px by the world's final-image stage (cartoon-faces).
+    view: 'product' (the image alone), 'experts' (each expert alone beside the product, a strip) or
+    'sweep' (the reliability of the modality `sweep` at each of `sweep_values` and as set, a strip),
+    every image from the same noise.
 
     Returns (streamed): result image, progress line, the conditions as the experts received them (an
     image per image modality, then the caption, class and expert weights in words), the strip (None in
     the product view) and its labels, with the final image the run saved for slides: its image (PNG)
-    and its steps (GIF), and last the notes: a line per change made to the inputs (an expert off, a
-    number put within its range, a caption cut or not understood). Bad input raises an error naming it."""
+    and its steps (GIF), the notes: a line per change made to the inputs (an expert off, a number put
+    within its range, a caption cut or not understood), and last where the experts disagree at this
+    step (a heat map over the image: dark where they agree, bright where they pull apart). Bad input
+    raises an error naming it."""
     sent = StreamedOutputs(UNCHANGED)
     run = None
     try:
@@ -111,6 +122,9 @@ def generate(request: gr.Request = None, live=False, **params):
     finally:  # finished, failed, Stop or a client gone: the run stops with it
         if run is not None:
             run.close()
+
+
+optional_parameters(generate, [m.map_param for m in MODALITIES.values()])  # no map: heard everywhere
 
 
 def stop(shown, request: gr.Request):
@@ -183,6 +197,20 @@ def canvas_js(widget_id: str, fn: str) -> str:
             f"window.__uniteLiveKick?.(); }}, 300); return out; }}")
 
 
+def map_painter(guide, painted):
+    """A map painter's value when its panel opens: what is painted so far over a faded view of `guide` (a
+    canvas's value); a value that cannot be read leaves the painter as it is."""
+    try:
+        return reliability_map_over(guide, painted)
+    except ConditionError:
+        return gr.skip()
+
+
+def uniform_again(guide):
+    """"uniform again": nothing painted (heard everywhere, as its reliability says) and every step."""
+    return map_painter(guide, None), "0,1"
+
+
 def painter_brush(colours, default):
     return gr.Brush(colors=colours, default_color=default, color_mode="fixed", default_size=stroke_size(PAINT_WIDTH))
 
@@ -198,9 +226,9 @@ def card_header(m, value):
     return on, rel
 
 
-def canvas(component, value, label, brush, eraser_size, elem_id):
+def canvas(component, value, label, brush, eraser_size, elem_id, sources=("upload",), **kwargs):
     return component(value=value, label=label, type="numpy", image_mode="RGBA", format="png",
-                     sources=("upload",), brush=brush,
+                     sources=sources, brush=brush, **kwargs,
                      eraser=gr.Eraser(default_size=stroke_size(eraser_size)),
                      canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False, transforms=(), interactive=True,
                      elem_id=elem_id)
@@ -216,6 +244,37 @@ def starting_reliability(m) -> float:
 
 
 @dataclasses.dataclass
+class Where:
+    """A modality's "where & when it is heard" panel: its reliability map painter (a canvas, with its
+    hidden twin that the server reads, and the hidden button that copies one to the other) and its window."""
+
+    panel: object
+    painter: object
+    twin: object
+    send: object
+    uniform: object
+    window: object
+
+
+def where_and_when(m) -> Where:
+    """The panel, closed: a map painted over a faded view of a drawing (black: not heard there), a button
+    back to uniform (the map and the window), and the steps it is heard in."""
+    with gr.Accordion("where & when it is heard", open=False, elem_id=f"{m.name}-where",
+                      elem_classes=["where"]) as panel:
+        painter = canvas(gr.ImageEditor, blank_reliability_map(), "paint where it is not heard",
+                         gr.Brush(default_size=stroke_size(MAP_WIDTH), **MAP_BRUSH), MAP_WIDTH, f"{m.name}-map",
+                         sources=(), height=300, elem_classes=["reliability-map"])
+        gr.Markdown("black: not heard there · grey: heard half · erased: heard as its reliability says",
+                    elem_classes=["map-legend"])
+        window = RangeSlider("0,1", label="heard in", elem_id=f"{m.name}-window")
+        uniform = gr.Button("uniform again", size="sm", elem_id=f"{m.name}-uniform")
+    twin = MapTwin(value=None, label=f"reliability map of {m.name}", type="numpy", image_mode="RGBA", format="png",
+                   visible=False)
+    send = gr.Button("send the map", visible="hidden", elem_id=f"{m.name}-map-send")
+    return Where(panel, painter, twin, send, uniform, window)
+
+
+@dataclasses.dataclass
 class Card:
     """One modality's widgets on the page."""
 
@@ -226,6 +285,7 @@ class Card:
     reliability: object = None
     canvas: object = None  # a canvas, drawn on in the browser only
     extra: dict = dataclasses.field(default_factory=dict)  # a canvas's other widgets (legend, derived sketch)
+    where: Where | None = None  # where & when it is heard
 
 
 def canvas_card(m, example):
@@ -248,7 +308,8 @@ def canvas_card(m, example):
                      "blank": gr.Button("Start from a blank map", size="sm")}
         extra["upload"] = gr.File(visible="hidden", type="filepath", elem_id=f"{m.name}-upload")
         extra["accepted"] = gr.Checkbox(visible=False)  # whether its last upload was read (build_page)
-    return Card(m, box, canvas_twin(start, label.lower()), on, rel, drawn, extra)
+        where = where_and_when(m)
+    return Card(m, box, canvas_twin(start, label.lower()), on, rel, drawn, extra, where)
 
 
 def build_page(run=generate) -> gr.Blocks:
@@ -276,7 +337,8 @@ def build_page(run=generate) -> gr.Blocks:
                             # No max_length: a longer caption reaches the validation, which says what it reads.
                             value = SentTextbox(value=example.values.get(m.name, ""), label=m.page_label or m.label,
                                                 lines=2, elem_id=m.widget_id)
-                        cards[m.name] = Card(m, box, value, on, rel)
+                            where = where_and_when(m)
+                        cards[m.name] = Card(m, box, value, on, rel, where=where)
                     elif m.widget == "choice":  # worlds with a class expert (sd15-dit)
                         with gr.Column(variant="panel", visible=False, elem_classes=["second"]) as box:
                             with gr.Row(equal_height=True):
@@ -285,7 +347,8 @@ def build_page(run=generate) -> gr.Blocks:
                                                      elem_id=m.widget_id)
                                 rel = slider(RELIABILITY, starting_reliability(m), f"{m.name} reliability", scale=3,
                                              elem_id=f"{m.name}-reliability")
-                        cards[m.name] = Card(m, box, value, None, rel)
+                            where = where_and_when(m)
+                        cards[m.name] = Card(m, box, value, None, rel, where=where)
                 with gr.Row(equal_height=True, elem_classes=["settings-row"]):
                     seed = SentNumber(value=DEFAULTS["seed"], label="Seed", precision=0, minimum=SEED.low,
                                       maximum=SEED.high, min_width=90, elem_id="seed")
@@ -303,11 +366,18 @@ def build_page(run=generate) -> gr.Blocks:
                     live = gr.Checkbox(value=False, label="Live mode (re-run on every change)", min_width=110,
                                        elem_id="live")
             with gr.Column(scale=2, elem_id="outputs"):
-                shown = {"result": ResultImage(label="Result", type="pil", format="png", height=320, interactive=False,
-                                               buttons=["download", "fullscreen"], elem_id="result",
-                                               elem_classes=["third"]),
-                         "progress": gr.Markdown("press Run", label="progress", elem_id="progress",
-                                                 elem_classes=["third"])}
+                shown = {}
+                with gr.Row(equal_height=True, elem_classes=["third"], elem_id="result-row"):
+                    shown["result"] = ResultImage(label="Result", type="pil", format="png", height=320,
+                                                  interactive=False, buttons=["download", "fullscreen"],
+                                                  elem_id="result", scale=3, min_width=160)
+                    # Streamed beside the result: where the experts pull the image different ways at each step.
+                    shown["conflict"] = ResultImage(label="where the experts disagree",
+                                                    type="pil", format="png", height=320, interactive=False,
+                                                    buttons=["fullscreen"], elem_id="conflict", scale=2,
+                                                    min_width=120)
+                shown["progress"] = gr.Markdown("press Run", label="progress", elem_id="progress",
+                                                elem_classes=["third"])
                 with gr.Row(elem_classes=["third"]):
                     run_btn = gr.Button("Run", variant="primary", min_width=100, elem_id="run")
                     stop_btn = gr.Button("Stop", variant="stop", min_width=100, elem_id="stop")
@@ -361,6 +431,10 @@ def build_page(run=generate) -> gr.Blocks:
         for c in others:
             params.update({c.modality.param: c.value, c.modality.reliability_param: c.reliability})
         params.update(superres=superres, view=view, sweep=sweep, sweep_values=sweep_values)
+        wheres = [c for c in in_order if c.where is not None]  # where and when each is heard: the newest parameters
+        for c in wheres:
+            params.update({c.modality.map_param: c.where.twin, c.modality.window_param: c.where.window})
+        map_twins = [c.where.twin for c in wheres]
         out = [shown[name] for name in outputs()]
         run_evt = run_btn.click(None, canvases, twins, js=RUN_JS, api_visibility="private").then(
             run, None, out, inputs_kwargs=params, api_name="generate", concurrency_id="generate",
@@ -368,7 +442,7 @@ def build_page(run=generate) -> gr.Blocks:
         # Live mode: any change (debounced in the browser, so no canvas is exported per stroke) presses the
         # hidden live button, whose run takes a new ticket first so that the run still going stops.
         live_go = gr.Button("live run", visible="hidden", elem_id="live-go")
-        gr.on([w.change for w in params.values() if w not in twins], None, None, None, js=LIVE_JS,
+        gr.on([w.change for w in params.values() if w not in [*twins, *map_twins]], None, None, None, js=LIVE_JS,
               api_visibility="private")
         live_evt = live_go.click(None, canvases, twins, js=SEND_JS, api_visibility="private").then(
             new_ticket, None, None, queue=False, show_progress="hidden", api_visibility="private").then(
@@ -407,6 +481,22 @@ def build_page(run=generate) -> gr.Blocks:
             c.canvas.clear(cleared, shown_world, c.value, queue=False, api_visibility="private").then(
                 None, c.value, c.canvas, js=canvas_js(c.modality.widget_id, "(value) => value"),
                 api_visibility="private")
+
+        # Where and when each expert is heard. Opened, a panel's map painter shows a faded view of a drawing under
+        # what is painted: the modality's own canvas, else the first one (the face's layout). The painter meets
+        # only browser-side events (TWINS): a pointer released over it copies it to its twin (page_js).
+        for c in wheres:
+            w, guide = c.where, c if c.canvas is not None else next(d for d in cards.values() if d.canvas is not None)
+            show_map = canvas_js(w.painter.elem_id, "(value) => value")
+            w.panel.expand(None, [guide.canvas, w.painter], [guide.value, w.twin], js=SEND_JS,
+                           api_visibility="private").then(
+                map_painter, [guide.value, w.twin], w.twin, queue=False, show_progress="hidden",
+                api_visibility="private").then(
+                None, w.twin, w.painter, js=show_map, api_visibility="private")
+            w.send.click(None, w.painter, w.twin, js=SHOW_JS, api_visibility="private")
+            for back in (w.uniform.click, w.painter.clear):
+                back(uniform_again, guide.value, [w.twin, w.window], queue=False, show_progress="hidden",
+                     api_visibility="private").then(None, w.twin, w.painter, js=show_map, api_visibility="private")
 
         settings = [brush_sent, *(c.extra["legend"] for c in painters), *(c.box for c in cards.values()),
                     *(c.value for c in others), steps, guidance, *(c.reliability for c in cards.values()), sweep]
@@ -452,19 +542,23 @@ def build_page(run=generate) -> gr.Blocks:
         filled = [c for c in cards.values() if c.modality.name in example.values]
 
         def load_example(index, was):
-            """The examples are cartoon faces: they bring that world back with them, every modality on."""
+            """The examples are cartoon faces: they bring that world back with them, every modality on, heard
+            everywhere (maps and windows uniform again)."""
             ex = example_inputs(int(index))
             back = world_settings(STUDIO.page(BUILTIN)) if was != BUILTIN else unchanged_settings()
             return (*(ex.values[c.modality.name] for c in filled), *(True for c in filled if c.on is not None),
                     *(ex.reliability.get(c.modality.name, starting_reliability(c.modality)) for c in filled),
-                    ex.seed, BUILTIN, BUILTIN, *back)
+                    ex.seed, BUILTIN, BUILTIN, *back, *(blank_reliability_map() for _ in wheres),
+                    *("0,1" for _ in wheres))
 
         examples.click(load_example, [examples, shown_world],
                        [*(c.value for c in filled), *(c.on for c in filled if c.on is not None),
-                        *(c.reliability for c in filled), seed, world, shown_world, *settings],
+                        *(c.reliability for c in filled), seed, world, shown_world, *settings, *map_twins,
+                        *(c.where.window for c in wheres)],
                        api_visibility="private").then(
             None, brush_sent, [c.canvas for c in painters], js=BRUSH_JS, api_visibility="private").then(
-            None, twins, canvases, js=SHOW_JS, api_visibility="private")
+            None, [*twins, *map_twins], [*canvases, *(c.where.painter for c in wheres)], js=SHOW_JS,
+            api_visibility="private")
     return demo
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import pydantic
 from gradio import processing_utils
 from gradio.components.image_editor import EditorData
+from gradio.data_classes import ImageData
 from gradio_client import utils as client_utils
 from PIL import Image
 
@@ -147,18 +149,48 @@ class CanvasTwin(gr.ImageEditor):
         return super().postprocess(cache_image(value, self.GRADIO_CACHE, self.format))
 
 
+class MapTwin(CanvasTwin):
+    """The hidden twin of a reliability map painter (a CanvasTwin): the API may also send it a plain image
+    file (gradio_client's handle_file), read as the painted layer, so its API describes an image."""
+
+    @property
+    def data_model(self) -> type[EditorData]:
+        return named_editor_data(self.input_name, image_as_layer=True)
+
+    def api_info(self) -> dict:
+        return {**ImageData.model_json_schema(), "description": "an image: black = not heard there, white = heard "
+                "at its reliability (any size, resized to the canvas)"}
+
+
+# gradio 6.31.0 makes an API parameter optional only where its component has a value or the function's own
+# parameter of that name defaults to None (Blocks.get_api_info); a map twin has no value (no map: heard
+# everywhere), and /generate takes its parameters as **params.
+def optional_parameters(fn, names):
+    """fn, its signature saying that each of `names` defaults to None (keyword-only, ahead of **params); fn
+    itself still receives them in **params."""
+    sig = inspect.signature(fn)
+    kept = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    rest = [p for p in sig.parameters.values() if p.kind is p.VAR_KEYWORD]
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in names]
+    fn.__signature__ = sig.replace(parameters=[*kept, *extra, *rest])
+    return fn
+
+
 def canvas_twin(value, name: str) -> CanvasTwin:
     """The twin of a canvas holding `value`, named `name` in messages."""
     return CanvasTwin(value=value, label=name, type="numpy", image_mode="RGBA", format="png", visible=False)
 
 
 @functools.lru_cache(maxsize=None)
-def named_editor_data(name: str) -> type[EditorData]:
-    """gradio's EditorData, with a message naming the input for a value of the wrong shape."""
+def named_editor_data(name: str, image_as_layer: bool = False) -> type[EditorData]:
+    """gradio's EditorData, with a message naming the input for a value of the wrong shape; image_as_layer:
+    a plain image file is read as the editor's one layer."""
 
     class Named(EditorData):
         @classmethod
         def model_validate(cls, obj, *args, **kwargs):
+            if image_as_layer and isinstance(obj, dict) and "path" in obj and "layers" not in obj:
+                obj = {"background": None, "layers": [obj], "composite": None, "id": None}
             try:
                 return super().model_validate(obj, *args, **kwargs)
             except pydantic.ValidationError:
@@ -168,6 +200,63 @@ def named_editor_data(name: str) -> type[EditorData]:
                                print_exception=False) from None
 
     return Named
+
+
+# gradio 6.31.0 has no slider with two handles; this one is a gr.HTML (its template, css and script), whose
+# value is the pair as text, 'start,end' (what the API and the command line accept for a window).
+RANGE_TEMPLATE = """
+<div class="range" data-step="${step}">
+  <div class="range-head"><span class="range-label">${label}</span>
+    <span class="range-text">${(() => { const [a, b] = String(value || '0,1').split(',').map(Number);
+      return `${Math.round(a * 100)}% to ${Math.round(b * 100)}% of the steps`; })()}</span></div>
+  <div class="range-track">
+    <input type="range" class="range-lo" min="0" max="1" step="${step}" aria-label="${label}: from"
+           value="${String(value || '0,1').split(',')[0]}">
+    <input type="range" class="range-hi" min="0" max="1" step="${step}" aria-label="${label}: until"
+           value="${String(value || '0,1').split(',')[1]}">
+  </div>
+</div>"""
+RANGE_CSS = """
+.range-head { display: flex; justify-content: space-between; font-size: 0.9em; }
+.range-track { position: relative; height: 1.6em; }
+.range-track input { position: absolute; left: 0; width: 100%; top: 0.3em; margin: 0; pointer-events: none;
+                     background: none; appearance: none; -webkit-appearance: none; }
+.range-track input::-webkit-slider-thumb { pointer-events: all; }
+.range-track input::-moz-range-thumb { pointer-events: all; }
+.range-track input.range-lo::-webkit-slider-runnable-track { background: var(--neutral-300, #ccc); height: 4px; }
+"""
+RANGE_JS = """
+  const pair = () => [element.querySelector('.range-lo'), element.querySelector('.range-hi')];
+  const say = () => {
+    const [lo, hi] = pair();
+    element.querySelector('.range-text').textContent =
+      `${Math.round(lo.value * 100)}% to ${Math.round(hi.value * 100)}% of the steps`;
+  };
+  element.addEventListener('input', (e) => {  // the handles never cross: the one moved stops a step short
+    const [lo, hi] = pair(), step = Number(element.querySelector('.range').dataset.step);
+    if (Number(lo.value) >= Number(hi.value)) {
+      if (e.target === lo) lo.value = Math.max(0, Number(hi.value) - step);
+      else hi.value = Math.min(1, Number(lo.value) + step);
+    }
+    say();
+  });
+  element.addEventListener('change', (e) => {
+    if (!(e.target instanceof HTMLInputElement)) return;
+    const [lo, hi] = pair();
+    props.value = `${Number(lo.value)},${Number(hi.value)}`;
+    trigger('change');
+  });"""
+
+
+class RangeSlider(gr.HTML):
+    """A slider with two handles over [0, 1] (the fraction of a run's steps): value 'start,end'."""
+
+    def __init__(self, value: str = "0,1", *, label: str, step: float = 0.05, **kwargs):
+        super().__init__(value=value, label=label, html_template=RANGE_TEMPLATE, css_template=RANGE_CSS,
+                         js_on_load=RANGE_JS, step=step, padding=True, **kwargs)
+
+    def api_info(self) -> dict:
+        return {"type": "string", "description": "start,end: the fraction of the steps it is heard in, e.g. 0,0.6"}
 
 
 # gradio 6.31.0 checks and moves a caller's files before any component code runs, with no public hook: a file
@@ -340,7 +429,10 @@ def page_js(debounce_s: float, uploads: dict[str, str] | None = None) -> str:
     if (box) box.textContent = text;
   }};
   document.addEventListener('pointerup', (e) => {{
-    if (e.target instanceof Element && e.target.closest('#seg-painter, #sketch-canvas')) window.__uniteLiveKick();
+    if (!(e.target instanceof Element)) return;
+    if (e.target.closest('#seg-painter, #sketch-canvas')) window.__uniteLiveKick();
+    const map = e.target.closest('.reliability-map');  // a map painted: copied to its twin, which kicks live mode
+    if (map) setTimeout(() => document.querySelector('#' + map.id + '-send')?.click(), 50);
   }}, true);
   const UPLOADS = {json.dumps(uploads or {})}, UPLOAD_SIDE = {UPLOAD_SIDE};{UPLOAD_JS}{COLOUR_PICKED_JS}{SWATCH_NAMES_JS}{CLAMP_NOTES_JS}
 }}"""

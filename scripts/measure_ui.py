@@ -1,7 +1,7 @@
 """Time the studio as a person sees it: in headless Chromium, from pressing Run to the first preview
 shown and to the final image shown, with the default settings (example 0, 8 UniPC steps).
 
-    python scripts/measure_ui.py [--runs 3] [--compare KEY=VALUE] [--compare-superres] [--explain]
+    python scripts/measure_ui.py [--runs 3] [--compare KEY=VALUE] [--compare-superres] [--explain] [--maps]
 
 Run 1 uses the default seed on a freshly started server; later runs take new seeds (nothing cached);
 a last run repeats run 1's request (served from the result cache). Targets on a 2-core CPU:
@@ -11,7 +11,8 @@ and drawing them. --compare measures a second server started with that
 environment variable set (e.g. UNITE_TORCH_THREADS=2), in the same invocation; --compare-superres
 measures the same server again with the final-image stage switched off in the page; --explain measures
 it again showing each expert alone beside the product (three experts: a strip of four), to the final
-strip on screen, and prints its ratio to the normal run (target: at most 2.5x).
+strip on screen, and prints its ratio to the normal run (target: at most 2.5x); --maps measures it again
+with reliability maps painted and a step window, and prints its server time's ratio (target: at most 1.1x).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from unite_demo.limits import RESULT_SIZE  # noqa: E402
 from unite_demo.studio.strips import GAP  # noqa: E402
 
 TARGETS = {"first_preview_s": 0.3, "final_s": 1.5}
+MAPS_TARGET = 1.10  # a run with reliability maps and a window, its server time as a multiple of a normal run's
 EXPLAIN_TARGET = 2.5  # the explain view's final strip, as a multiple of a normal run's final image
 STRIP_OF_FOUR = 4 * RESULT_SIZE + 3 * GAP  # the final strip's width: three experts alone and their product
 
@@ -41,10 +43,19 @@ def server_seconds(status: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def measure(url: str, runs: int, superres: bool = True, explain: bool = False) -> dict:
+def measure(url: str, runs: int, superres: bool = True, explain: bool = False, maps: bool = False) -> dict:
     strip = STRIP_OF_FOUR if explain else None
     with chromium() as browser:
         page = StudioPage(browser.new_page(viewport=VIEWPORT), url).open()
+        if maps:  # where each is heard: the seg and sketch maps painted out in a quarter, the sketch's first 60%
+            for modality, (lo, hi) in (("seg", (0.0, 0.5)), ("sketch", (0.5, 1.0))):
+                page.open_where(modality)
+                page.paint_out(modality, lo, hi)
+            handle = page.page.locator("#sketch-window input.range-hi")
+            handle.focus()
+            for _ in range(8):
+                handle.press("ArrowLeft")
+            page.page.wait_for_timeout(500)
         if not superres:  # the final image as the model makes it, without the final-image stage
             page.page.locator("#superres input").uncheck()
             page.page.wait_for_timeout(300)
@@ -79,12 +90,16 @@ def main(argv=None) -> int:
                     "switched off, on the same server")
     ap.add_argument("--explain", action="store_true", help="also measure the explain view (each expert alone "
                     "beside the product), on the same server")
+    ap.add_argument("--maps", action="store_true", help="also measure runs with reliability maps painted (seg, "
+                    "sketch) and a step window (sketch), on the same server, and their server time's ratio")
     args = ap.parse_args(argv)
     if args.url:
         normal = measure(args.url, args.runs)
         report("server at " + args.url, normal, args.json)
         if args.explain:
             report_explain(normal, measure(args.url, args.runs, explain=True), args.json)
+        if args.maps:
+            report_maps(normal, measure(args.url, args.runs, maps=True), args.json)
         return 0
     variants = [("default", {})]
     if args.compare:
@@ -96,6 +111,8 @@ def main(argv=None) -> int:
             report(name, normal, args.json)
             if args.explain:
                 report_explain(normal, measure(url, args.runs, explain=True), args.json)
+            if args.maps:
+                report_maps(normal, measure(url, args.runs, maps=True), args.json)
             if args.compare_superres:
                 report(f"{name}, final-image stage off", measure(url, args.runs, superres=False), args.json)
     return 0
@@ -131,6 +148,15 @@ def report_explain(normal: dict, explain: dict, as_json: bool) -> None:
           f"{ratio:.2f}x the normal run's final image (target {EXPLAIN_TARGET}x)")
     c = explain["cached_repeat"]
     print(f"repeat of run 1 (cached): first strip {c['first_strip_s']:.2f} s, final strip {c['final_strip_s']:.2f} s")
+
+
+def report_maps(normal: dict, maps: dict, as_json: bool) -> None:
+    """The runs with maps and a window, and their server time as a multiple of the normal runs'."""
+    report("reliability maps painted (seg, sketch) and a step window (sketch)", maps, as_json)
+    a, b = normal["median"].get("server_s"), maps["median"].get("server_s")
+    if a and b:
+        print(f"median server time with maps: {b:.3f} s, {b / a:.3f}x the normal run's {a:.3f} s "
+              f"(target {MAPS_TARGET}x)")
 
 
 if __name__ == "__main__":

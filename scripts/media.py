@@ -116,7 +116,7 @@ def chromium():
 # line; times in ms since the last press of Run.
 RECORDER_JS = """() => {
   if (window.__rec) return;
-  const rec = window.__rec = {frames: [], strips: [], lines: [], t0: performance.now(), src0: {}};
+  const rec = window.__rec = {frames: [], strips: [], conflicts: [], lines: [], t0: performance.now(), src0: {}};
   const text = () => (document.querySelector('#progress [data-testid=markdown]') || {}).innerText || '';
   const now = () => performance.now() - rec.t0;
   const watch = (id, key) => {  // the element may come later (the strip shows in the explain views only)
@@ -137,10 +137,12 @@ RECORDER_JS = """() => {
   };
   watch('#result', 'frames');
   watch('#strip', 'strips');
+  watch('#conflict', 'conflicts');
   document.addEventListener('click', e => {
     if (!e.target.closest('#run')) return;
-    rec.t0 = performance.now(); rec.frames = []; rec.strips = []; rec.lines = [{text: text(), t: 0}];
-    for (const [id, key] of [['#result', 'frames'], ['#strip', 'strips']]) {
+    rec.t0 = performance.now(); rec.frames = []; rec.strips = []; rec.conflicts = [];
+    rec.lines = [{text: text(), t: 0}];
+    for (const [id, key] of [['#result', 'frames'], ['#strip', 'strips'], ['#conflict', 'conflicts']]) {
       const img = document.querySelector(id + ' img'); rec.src0[key] = img ? img.src : null;
     }
   }, true);
@@ -261,6 +263,23 @@ class StudioPage:
         self.stroke("#sketch-canvas", [(cx - 0.3 * r, cy + 0.6 * r), (cx, cy + 0.68 * r), (cx + 0.3 * r, cy + 0.6 * r)],
                     substeps=PAINT_SUBSTEPS)
 
+    def open_where(self, modality: str) -> None:
+        """Open a modality's "where & when it is heard" panel; its map painter shows the faded drawing."""
+        self.page.locator(f"#{modality}-where").get_by_text("where & when it is heard").click()
+        self.page.wait_for_selector(f"#{modality}-map .zoom-number")
+        self.page.wait_for_timeout(1500)  # the faded view of the drawing arrives
+
+    def paint_out(self, modality: str, lo: float, hi: float) -> None:
+        """Paint the square [lo, hi]^2 of a modality's reliability map black (not heard there), in zig-zag
+        rows about one brush apart; the map reaches the server when the pointer is released."""
+        rows = np.linspace(lo + 0.06, hi - 0.06, max(2, int((hi - lo) / 0.1)))
+        points = []
+        for i, y in enumerate(rows):
+            ends = [(lo + 0.04, y), (hi - 0.04, y)]
+            points += ends if i % 2 == 0 else ends[::-1]
+        self.stroke(f"#{modality}-map", points)
+        self.page.wait_for_timeout(1000)
+
     def nudge_slider(self, elem_id: str, presses: int) -> str:
         """Move a slider with the keyboard (arrow keys); returns the value it shows."""
         handle = self.page.locator(f"#{elem_id} input[type=range]")
@@ -292,11 +311,11 @@ class StudioPage:
                 timeout=timeout * 1000)
 
     def record(self) -> dict:
-        """Since the last press of Run: frames of the result and of the strip ({src, t: set in the page,
-        shown: loaded on screen, width: its natural width, text: the progress line then}, ms) and progress
-        lines ({text, t})."""
+        """Since the last press of Run: frames of the result, of the strip and of the conflict view ({src,
+        t: set in the page, shown: loaded on screen, width: its natural width, text: the progress line then},
+        ms) and progress lines ({text, t})."""
         return self.page.evaluate("() => ({frames: window.__rec.frames, strips: window.__rec.strips, "
-                                  "lines: window.__rec.lines})")
+                                  "conflicts: window.__rec.conflicts, lines: window.__rec.lines})")
 
     def show(self, view: str) -> None:
         """Pick what a run shows: 'the product', 'each expert alone' or 'a reliability strip'."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
 
@@ -49,7 +49,8 @@ def test_only_generate_is_public_and_every_input_has_the_pages_default(client):
     assert [p["parameter_name"] for p in params] == [
         "seg", "sketch", "text", "seg_on", "sketch_on", "text_on", "r_seg", "r_sketch", "r_text", "seed", "steps",
         "guidance", "sampler", "world", "live", "class_name", "r_class", "superres",
-        "view", "sweep", "sweep_values"]  # new inputs go last: positional
+        "view", "sweep", "sweep_values", "map_seg", "window_seg", "map_sketch", "window_sketch", "map_text",
+        "window_text", "map_class", "window_class"]  # new inputs go last: positional
     # callers work
     assert all(p["parameter_has_default"] for p in params)
     defaults = {p["parameter_name"]: p["parameter_default"] for p in params}
@@ -100,8 +101,8 @@ def test_same_seed_same_image_other_seed_another(client):
 
 def test_empty_request_is_an_unconditional_face_and_says_so(client):
     updates = stream(client, seg=None, sketch=None, text="", steps=4)
-    image, status, seg_view, sketch_view, caption, *_, notes = updates[-1]
-    assert pixels(image).shape[2] == 3 and "done" in status and "note" not in status  # the notes come last
+    image, status, seg_view, sketch_view, caption, *_, notes, conflict = updates[-1]
+    assert pixels(image).shape[2] == 3 and "done" in status and "note" not in status  # the notes have their own output
     assert "no modality given" in notes and "caption is empty" in notes
     assert "segmentation map is blank" in notes and "sketch canvas is empty" in notes
     assert seg_view is None and sketch_view is None
@@ -110,7 +111,7 @@ def test_empty_request_is_an_unconditional_face_and_says_so(client):
 
 def test_switched_off_modality_is_left_out_and_named(client):
     updates = stream(client, seg_on=False, text_on=False, steps=3)
-    image, status, seg_view, sketch_view, caption, *_, notes = updates[-1]
+    image, status, seg_view, sketch_view, caption, *_, notes, conflict = updates[-1]
     assert "segmentation is switched off" in notes and "text is switched off" in notes
     assert seg_view is None and sketch_view is not None
     assert "sketch x1" in caption and "segmentation" not in caption
@@ -147,7 +148,7 @@ def test_uploaded_photo_becomes_a_sketch_and_a_painted_map_its_classes(client, t
     painted_path = tmp_path / "painted.png"
     painted.save(painted_path)
     updates = stream(client, seg=editor_value(painted_path), sketch=editor_value(photo), text="", steps=3)
-    _, status, seg_view, sketch_view, *_, notes = updates[-1]
+    _, status, seg_view, sketch_view, *_, notes, conflict = updates[-1]
     assert "OpenCV Canny" in notes
     edges = pixels(sketch_view)
     assert set(np.unique(edges)) <= {0, 255} and 0.02 < (edges > 0).mean() < 0.5
@@ -199,3 +200,31 @@ def test_an_out_of_range_value_gets_the_same_note_from_the_page_the_api_and_the_
     for said in (on_page[-1], through_api):  # the final message's notes, a line each
         assert said.splitlines().count(f"note: {note}") == 1, said
     assert on_cli.count(note) == 1
+
+
+def test_a_reliability_map_as_an_image_file_and_a_window_as_text_reach_the_run(client, tmp_path):
+    mask = np.full((100, 100), 255, np.uint8)
+    mask[50:, 50:] = 0  # the sketch not heard in the lower right quarter
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    ask = {"steps": 4, "seed": 3}
+    uniform = pixels(client.predict(**ask, api_name="/generate")[0])
+    painted = pixels(client.predict(**ask, map_sketch=handle_file(str(tmp_path / "mask.png")),
+                                    api_name="/generate")[0])
+    diff = np.abs(painted - uniform).mean(2)
+    half = diff.shape[0] // 2
+    assert diff[half:, half:].mean() > 2 * diff[:half // 2, :half // 2].mean() and diff[half:, half:].mean() > 1
+    windowed = pixels(client.predict(**ask, window_sketch="0,0.5", api_name="/generate")[0])
+    assert np.abs(windowed - uniform).mean() > 0.5
+    outputs = client.predict(**ask, api_name="/generate")
+    assert Image.open(outputs[runs.outputs().index("conflict")]).size == (limits.PREVIEW_SIZE,) * 2
+
+
+@pytest.mark.parametrize("ask, message", [
+    ({"window_sketch": "0.6,0.2"}, r"window of sketch: expected start,end with 0 <= start < end <= 1"),
+    ({"window_seg": "half"}, r"window of seg: expected start,end"),
+    ({"map_seg": {"background": None, "layers": [], "composite": None, "id": None}},
+     "reliability map of seg: the image editor holds no image"),
+])
+def test_a_bad_map_or_window_is_refused_naming_it(client, ask, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(steps=2, **ask, api_name="/generate")

@@ -308,3 +308,15 @@ def test_bad_maps_and_windows_name_the_input_and_what_is_accepted(settings, mess
     with pytest.raises(ConditionError, match=f"^{message}"):
         make_request(32, MODS, inputs, read=lambda m, given: MODALITIES[m].read(given, FACES), known=(*MODS, "class"),
                      **settings)
+
+
+def test_an_image_editors_map_is_what_is_painted_on_its_layers_over_white():
+    guide = np.zeros((64, 64, 3), np.uint8)  # the faded drawing under the paint is never read
+    layer = np.zeros((64, 64, 4), np.uint8)
+    layer[:32, :, 3] = 255  # black over the top half
+    layer[32:, :32] = (0, 0, 0, 128)  # black at half opacity: heard half
+    got = reliability_map({"background": guide, "layers": [layer], "composite": guide}, 4, "m")
+    assert got[:2].tolist() == [[0.0] * 4] * 2
+    assert got[2:, :2] == pytest.approx(np.full((2, 2), 127 / 255), abs=1 / 255) and (got[2:, 2:] == 1).all()
+    clear = {"background": guide, "layers": [np.zeros((64, 64, 4), np.uint8)], "composite": None}
+    assert (reliability_map(clear, 4, "m") == 1).all()  # nothing painted: heard everywhere

@@ -247,3 +247,36 @@ def test_gradio_slider_puts_a_typed_number_back_in_range_without_a_word():  # ->
     js = gradio_frontend()
     assert "R.props.value=Math.min(Math.max(R.props.value,R.props.minimum),R.props.maximum)" in js  # on blur
     assert "is over the maximum" in gradio_adapters.CLAMP_NOTES_JS
+
+
+def test_gradio_has_no_slider_with_two_handles():  # -> RangeSlider
+    assert not hasattr(gr, "RangeSlider") and not hasattr(gr, "RangeSlider".lower())
+    with pytest.raises((TypeError, ValueError)):
+        gr.Slider(0, 1, value=[0, 0.6]).preprocess([0, 0.6])
+    slider = gradio_adapters.RangeSlider("0,0.6", label="heard in")
+    assert slider.preprocess("0.2,0.6") == "0.2,0.6" and slider.api_info()["type"] == "string"
+
+
+def test_gradio_makes_a_parameter_optional_only_for_a_value_or_a_none_default():  # -> optional_parameters
+    def fn(**params):
+        return ""
+
+    def optional_fn(**params):
+        return ""
+
+    gradio_adapters.optional_parameters(optional_fn, ["picture"])
+    with gr.Blocks() as demo:
+        picture, out = gr.Image(), gr.Textbox()
+        gr.Button().click(fn, None, out, inputs_kwargs={"picture": picture}, api_name="plain")
+        gr.Button().click(optional_fn, None, out, inputs_kwargs={"picture": picture}, api_name="optional")
+    info = {e: demo.get_api_info()["named_endpoints"][f"/{e}"]["parameters"][0] for e in ("plain", "optional")}
+    assert info["plain"]["parameter_has_default"] is False
+    assert info["optional"]["parameter_has_default"] is True and info["optional"]["parameter_default"] is None
+
+
+def test_a_map_twin_takes_a_plain_image_file_as_its_layer(tmp_path):
+    data = gradio_adapters.named_editor_data("reliability map of seg", image_as_layer=True)
+    got = data.model_validate({"path": str(tmp_path / "mask.png"), "meta": {"_type": "gradio.FileData"}})
+    assert got.background is None and len(got.layers) == 1 and got.layers[0].path.endswith("mask.png")
+    with pytest.raises(gr.Error, match="reliability map of seg: expected an image editor value"):
+        data.model_validate("mask.png")

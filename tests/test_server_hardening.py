@@ -293,7 +293,7 @@ def test_fuzz_bad_inputs_get_a_message_naming_them_and_the_server_lives_on(serve
             if not r["success"]:
                 problems.append(f"{case.label}: valid input refused: {str(r['error'])[:200]}")
                 continue
-            image, status, _, _, caption, *_, notes = r["output"]  # the notes last (runs.outputs)
+            image, status, _, _, caption, *_, notes, _conflict = r["output"]  # runs.outputs
             if "done" not in status or Image.open(image).size != (256, 256):
                 problems.append(f"{case.label}: no final image ({status!r})")
             if case.check and case.check not in status + caption + notes:

@@ -397,3 +397,36 @@ def test_an_image_given_to_the_sketch_canvas_is_fitted_whole_on_white_paper(tmp_
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(ConditionError, match="sketch: cannot read the image"):
         pages.sketch_upload(tmp_path / "notes.txt")
+
+
+def test_the_conflict_view_streams_a_map_per_step_and_comes_back_with_a_cached_run(world):
+    cache = results.ResultCache()
+    updates = list(run(text="a face with red hair", seed=21, steps=5, cache=cache))
+    heat = [u.conflict for u in updates]
+    assert all(h is not None and h.size == (limits.PREVIEW_SIZE,) * 2 for h in heat[:-1])  # every step's
+    assert len({h.tobytes() for h in heat[:-1]}) == len(heat) - 1  # each step its own
+    assert heat[-1] is None and updates[-1].outputs()["conflict"] is runs.UNCHANGED  # the last step's stays
+    assert all(u.outputs()["conflict"] is h for u, h in zip(updates[:-1], heat))
+    again = list(run(text="a face with red hair", seed=21, steps=5, cache=cache))
+    assert again[-1].cached and np.array_equal(np.asarray(again[-1].conflict), np.asarray(heat[-2]))
+
+
+def test_conflict_image_colours_agreement_dark_and_opposite_pushes_bright():
+    frame = np.full((32, 32, 3), 128, np.uint8)
+    conflict = np.zeros((32, 32), np.float32)
+    conflict[:, 16:] = 1.0
+    img = np.asarray(runs.conflict_image(conflict, frame, 64)).astype(int)
+    assert img.shape == (64, 64, 3)
+    assert img[:, :28].sum(2).mean() < 200 < 600 < img[:, 36:].sum(2).mean()
+
+
+def test_a_cards_map_and_window_go_with_its_input_only(world):
+    left = np.ones((32, 32), np.float32)
+    left[:, :16] = 0
+    sketch = make_face(3, 32).sketch
+    req = request(world, sketch=sketch, map_sketch=left, window_sketch="0,0.5", text="a face")
+    assert np.array_equal(req.reliability_maps["sketch"], left) and req.windows == {"sketch": (0.0, 0.5)}
+    off = request(world, sketch=sketch, sketch_on=False, map_sketch=left, window_sketch="0,0.5", text="a face")
+    assert off.reliability_maps == {} and off.windows == {} and "sketch is switched off" in " ".join(off.notes)
+    uniform = request(world, sketch=sketch, map_sketch=pages.blank_reliability_map(sketch), window_sketch="0,1")
+    assert uniform.reliability_maps == {} and uniform.windows == {}  # nothing painted, every step: today's run

@@ -22,11 +22,15 @@ SETTINGS = ("seed", "steps", "guidance", "sampler", "world", "superres", "view",
 @dataclass(frozen=True)
 class Card:
     """One modality as the page offers it: its value (a canvas, a caption, a class name or id), its
-    on switch, its reliability (None: the world's default)."""
+    on switch, its reliability (None: the world's default), where it is heard (a reliability map: an
+    image, or the page's map painter; None: everywhere) and when (a window 'start,end' or a pair; None:
+    every step)."""
 
     value: Any = None
     on: bool = True
     reliability: Any = None
+    reliability_map: Any = None
+    window: Any = None
 
 
 @dataclass(frozen=True)
@@ -50,17 +54,18 @@ class RunInputs:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunInputs:
-        """/generate's named values (the page's widgets): each modality's <keyword>, <name>_on and
-        r_<name> (worlds.modalities) and SETTINGS; one left out takes its default. A name that is
-        neither is refused."""
+        """/generate's named values (the page's widgets): each modality's <keyword>, <name>_on, r_<name>,
+        map_<name> and window_<name> (worlds.modalities) and SETTINGS; one left out takes its default. A
+        name that is neither is refused."""
         known = set(SETTINGS)
         cards = {}
         for m in MODALITIES.values():
-            names = (m.param, m.switch_param, m.reliability_param)
+            names = (m.param, m.switch_param, m.reliability_param, m.map_param, m.window_param)
             known.update(names)
             if any(n in params for n in names):
                 cards[m.name] = Card(params.get(m.param), params.get(m.switch_param, True) if m.switch else True,
-                                     params.get(m.reliability_param))
+                                     params.get(m.reliability_param), params.get(m.map_param),
+                                     params.get(m.window_param))
         unknown = sorted(set(params) - known)
         if unknown:
             raise ConditionError(f"unknown input {unknown[0]!r}; accepted: {', '.join(sorted(known))}")
@@ -79,11 +84,12 @@ def build_request(world: World, inputs: RunInputs) -> Request:
     """The run's inputs -> a validated Request for `world` (ConditionError on bad input); its notes
     say, in words, which modalities are off and why. The cards of modalities the world has no expert
     for must be empty (the page hides them); their reliabilities are still checked, by the validation
-    (the API sends every card)."""
+    (the API sends every card). A card's map and window go with its input: those of a card switched off
+    or left empty are not read (the expert is off, and its note says so)."""
     unknown = [m for m in inputs.cards if m not in MODALITIES]
     if unknown:
         raise ConditionError(f"unknown modality {unknown[0]!r}; accepted: {', '.join(MODALITIES)}")
-    notes, given, reliability = [], {}, {}
+    notes, given, reliability, maps, windows = [], {}, {}, {}, {}
     for name, m in MODALITIES.items():
         card = inputs.card(name)
         if card.reliability is not None:
@@ -97,9 +103,12 @@ def build_request(world: World, inputs: RunInputs) -> Request:
             notes += [note] if note else []
             continue
         given[name] = card.value
+        if not _empty(card.value):
+            maps.update({name: card.reliability_map} if card.reliability_map is not None else {})
+            windows.update({name: card.window} if not _empty(card.window) else {})
     sampling = {k: v for k, v in (("steps", inputs.steps), ("guidance", inputs.guidance)) if v is not None}
     req = world.request(given, from_page=True, reliability=reliability, seed=inputs.seed, sampler=inputs.sampler,
-                        superres=inputs.superres, **sampling)
+                        superres=inputs.superres, reliability_maps=maps, windows=windows, **sampling)
     req.notes = tuple(dict.fromkeys([*notes, *req.notes]))
     return req
 

@@ -146,3 +146,42 @@ def example_inputs(index: int) -> ExampleInputs:
 
 def example_names() -> list[str]:
     return [e.name for e in load_examples()]
+
+
+# Where each expert is heard: the page paints a reliability map on a clear layer over a faded view of a
+# drawing (conditions.reliability_map reads the layer: black not heard, grey half, clear heard).
+GUIDE_FADE = 0.3  # how much of the drawing the map painter's background keeps (the rest is white)
+
+
+def blank_reliability_map(guide=None, size: int = CANVAS) -> dict:
+    """The map painter's value with nothing painted (heard everywhere, as the slider says): a clear layer
+    over `guide` faded (canvas.guide_image; None: white paper)."""
+    return reliability_map_over(guide, None, size)
+
+
+def reliability_map_over(guide, painted, size: int = CANVAS) -> dict:
+    """The map painter's value: the layer painted so far (an image editor's value, its first layer; None:
+    a clear one) over a faded view of `guide` (a canvas's value or an image; None or empty: white paper)."""
+    background = np.full((size, size, 3), 255, np.uint8)
+    shown = guide_image(guide, size)
+    if shown is not None:
+        background = (GUIDE_FADE * shown + (1 - GUIDE_FADE) * background).round().astype(np.uint8)
+    layers = painted.get("layers") if isinstance(painted, dict) else None
+    layer = next((v for v in layers or () if v is not None), None)
+    if layer is not None:
+        layer = np.asarray(open_image(layer, "reliability map").convert("RGBA").resize((size, size)))
+    else:
+        layer = np.zeros((size, size, 4), np.uint8)
+    return {"background": background, "layers": [layer], "composite": None}
+
+
+def guide_image(value, size: int = CANVAS) -> np.ndarray | None:
+    """What a canvas shows (an image editor's value or an image) as (size,size,3) uint8 over white; None
+    when it holds nothing."""
+    if isinstance(value, dict):
+        value = next((value[k] for k in ("composite", "background") if value.get(k) is not None), None)
+    if value is None:
+        return None
+    img = open_image(value, "canvas").convert("RGBA").resize((size, size))
+    paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(paper, img).convert("RGB"))

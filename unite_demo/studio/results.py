@@ -46,31 +46,41 @@ def strip_key(world_name: str, strip: Strip) -> str:
 
 class ResultCache:
     """Least-recently-used cache of finished runs: key -> frames ((B,H,W,3) uint8 per step, the last is
-    final; B images side by side in a strip). Bounded in runs and in bytes (a run of 8 steps is about
-    72 KB, a strip of four about four times that). 64 runs cover what one page goes back to (the
+    final; B images side by side in a strip), each with what its conflict view showed last (or None).
+    Bounded in runs and in bytes (a run of 8 steps is about 72 KB and its conflict view 48 KB, a strip of
+    four about four times the frames). 64 runs cover what one page goes back to (the
     examples, a slider moved back in live mode); more would only keep memory growing for hours on a
     busy server as visitors come and go."""
 
     def __init__(self, max_items: int = 64, max_bytes: int = 16 << 20):
         self.max_items, self.max_bytes = max_items, max_bytes
-        self._items: OrderedDict[str, tuple[np.ndarray, ...]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[tuple[np.ndarray, ...], np.ndarray | None]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: str) -> tuple[np.ndarray, ...] | None:
-        with self._lock:
-            frames = self._items.get(key)
-            if frames is not None:
-                self._items.move_to_end(key)
-            return frames
+        item = self._get(key)
+        return item[0] if item is not None else None
 
-    def put(self, key: str, frames) -> None:
-        frames = tuple(frames)
+    def conflict(self, key: str) -> np.ndarray | None:
+        """The conflict view the run of `key` showed last (None: none, or the run is not kept)."""
+        item = self._get(key)
+        return item[1] if item is not None else None
+
+    def _get(self, key: str):
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: str, frames, conflict: np.ndarray | None = None) -> None:
+        item = (tuple(frames), conflict)
         with self._lock:
             old = self._items.pop(key, None)
             self._bytes -= _size(old) if old is not None else 0
-            self._items[key] = frames
-            self._bytes += _size(frames)
+            self._items[key] = item
+            self._bytes += _size(item)
             while len(self._items) > 1 and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
                 self._bytes -= _size(self._items.popitem(last=False)[1])
 
@@ -87,8 +97,9 @@ class ResultCache:
             self._bytes = 0
 
 
-def _size(frames: tuple[np.ndarray, ...]) -> int:
-    return sum(f.nbytes for f in frames)
+def _size(item) -> int:
+    frames, conflict = item
+    return sum(f.nbytes for f in frames) + (conflict.nbytes if conflict is not None else 0)
 
 
 class SavedRuns:

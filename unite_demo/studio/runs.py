@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unite_demo.limits import CONDITION_SIZE, RESULT_SIZE
+from unite_demo.limits import CONDITION_SIZE, PREVIEW_SIZE, RESULT_SIZE
 from unite_demo.studio.strips import Strip, strip_image
 from unite_demo.worlds.conditions import Request
 from unite_demo.worlds.modalities import MODALITIES
@@ -74,6 +74,7 @@ class Update:
     strip: Image.Image | None = None  # the strip of the explain view (None: the product view)
     strip_caption: str = ""  # its labels in words
     files: tuple[str, str] | None = None  # with the final image: the run saved for slides (PNG, GIF)
+    conflict: Image.Image | None = None  # where the experts disagree at this step (conflict_image); None: as shown
 
     def outputs(self) -> dict:
         """The page's outputs as this message shows them, by name (OUTPUTS): the conditions and the
@@ -89,14 +90,32 @@ class Update:
         named = {"result": self.image, "progress": self.status,
                  **{k: v if again else UNCHANGED for k, v in shown.items()},
                  "strip": self.strip if self.strip is not None or again else UNCHANGED,  # None clears an earlier strip
-                 "save_png": png, "save_gif": gif}
+                 "save_png": png, "save_gif": gif,
+                 "conflict": self.conflict if self.conflict is not None else UNCHANGED}
         return {name: named[name] for name in outputs()}
 
 
 def outputs() -> tuple[str, ...]:
     """The names of a run's outputs on the page (Update.outputs), a condition view per image modality."""
     return ("result", "progress", *(f"{m}_view" for m in image_views()), "conditions", "strip", "strip_caption",
-            "save_png", "save_gif", "notes")  # notes last: callers who unpack the first ones by position keep them
+            "save_png", "save_gif", "notes", "conflict")  # new outputs go last: each earlier one keeps its place
+
+
+# The conflict view's colours, from agreement (0) through orthogonal pushes (0.5) to opposite ones (1).
+HEAT = np.array([[20, 20, 60], [90, 30, 140], [220, 60, 60], [250, 170, 40], [255, 250, 200]], np.float32)
+
+
+def conflict_image(conflict: np.ndarray, frame: np.ndarray, size: int = PREVIEW_SIZE) -> Image.Image:
+    """Where the experts disagree at one step: conflict (h,w) in [0, 1] (combine.conflict_map) as a heat
+    map from HEAT, laid at 70% over the grey of the step's image (H,W,3) uint8, size x size."""
+    c = np.clip(np.nan_to_num(np.asarray(conflict, np.float32)), 0, 1)
+    at = c * (len(HEAT) - 1)
+    lo = np.minimum(at.astype(int), len(HEAT) - 2)
+    heat = HEAT[lo] + (at - lo)[..., None] * (HEAT[lo + 1] - HEAT[lo])  # (h, w, 3)
+    heat = np.asarray(Image.fromarray(heat.round().astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR))
+    grey = np.asarray(Image.fromarray(frame).convert("L").resize((size, size), Image.Resampling.BICUBIC))
+    mixed = 0.7 * heat.astype(np.float32) + 0.3 * grey[..., None].astype(np.float32)
+    return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
 
 
 def status_line(step: int, total: int, tail: str = "") -> str:

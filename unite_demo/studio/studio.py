@@ -17,7 +17,7 @@ from unite_demo.limits import CONDITION_SIZE, PREVIEW_SIZE, RESULT_SIZE
 from unite_demo.studio.inputs import RunInputs, build_strip
 from unite_demo.studio.pages import WorldPage, world_page
 from unite_demo.studio.results import ResultCache, SavedRuns, strip_key
-from unite_demo.studio.runs import Update, conditions_view, frame_image, shown, status_line
+from unite_demo.studio.runs import Update, conditions_view, conflict_image, frame_image, shown, status_line
 from unite_demo.studio.threads import Tickets, read_ahead, release_memory
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.canvas import sketch_from_editor
@@ -181,16 +181,24 @@ class Studio:
 
         frames = self.cache.get(key)
         if frames is not None:  # the final image at once: previews replayed in a burst reached the screen last
+            fought = self.cache.conflict(key)  # the conflict view at the run's last step
             yield update(n, frames[-1], "done (cached)", done=True, cached=True,
-                         files=self.saved.save(key, frames, strip))
+                         files=self.saved.save(key, frames, strip),
+                         conflict=Image.fromarray(fought) if fought is not None else None)
             return
+
+        fought = []  # the conflict view of the last step, kept with the run's frames
 
         def rendered():  # runs in the read-ahead thread: sampling, the strip, the upscale and, at the end, the files
             steps = []
-            for f in world.generate_strip(strip.requests):
+            for f in world.generate_strip(strip.requests, conflict=True):
                 steps.append(to_uint8(f.image))
                 files = self.saved.save(key, tuple(steps), strip) if f.done else None
-                yield f, steps[-1], update(f.step, steps[-1], done=f.done, files=files)
+                heat = None
+                if f.conflict is not None:  # the product's: the marked run of a strip
+                    heat = conflict_image(f.conflict[strip.marked].numpy(), steps[-1][strip.marked])
+                    fought[:] = [np.asarray(heat)]
+                yield f, steps[-1], update(f.step, steps[-1], done=f.done, files=files, conflict=heat)
 
         kept = []
         start = time.perf_counter()
@@ -203,4 +211,4 @@ class Studio:
             if f.done:
                 shown_update.status = status_line(f.step, n, f"done in {time.perf_counter() - start:.2f} s")
             yield shown_update
-        self.cache.put(key, kept)
+        self.cache.put(key, kept, fought[0] if fought else None)

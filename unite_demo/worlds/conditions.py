@@ -411,11 +411,17 @@ def _by_modality(given, what: str, example: str) -> dict[str, Any]:
 
 def reliability_map(source, size: int, what: str) -> np.ndarray:
     """A reliability map -> (size,size) float32 in [0, 1] (area-resampled): a 2-D float array is the map
-    itself (values from 0 to 1); any other image (a path, a PIL image, an array, an image editor's value:
-    its composite) is read as grey, black 0 (not heard) to white 1 (heard at its reliability), RGB as its
-    luma, an alpha channel over white (transparent: heard, so black painted on a clear layer mutes)."""
-    if isinstance(source, Mapping):  # an image editor's value: what the user sees
-        source = next((source[k] for k in ("composite", "background") if source.get(k) is not None), None)
+    itself (values from 0 to 1); any other image (a path, a PIL image, an array, an image editor's value)
+    is read as grey, black 0 (not heard) to white 1 (heard at its reliability), RGB as its luma, an alpha
+    channel over white (transparent: heard, so black painted on a clear layer mutes). An image editor's
+    value is what is painted on its layers, over white (its background, the page's faded view of the
+    drawing, only guides the hand); without layers, its composite or background."""
+    if isinstance(source, Mapping):
+        layers = [layer for layer in source.get("layers") or () if layer is not None]
+        if layers:
+            source = _painted(layers, what)
+        else:
+            source = next((source[k] for k in ("composite", "background") if source.get(k) is not None), None)
         if source is None:
             raise ConditionError(f"{what}: the image editor holds no image")
     if isinstance(source, np.ndarray) and source.ndim == 2 and np.issubdtype(source.dtype, np.floating):
@@ -437,6 +443,15 @@ def reliability_map(source, size: int, what: str) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(grey))[None, None]  # (1, 1, H, W)
         grey = torch.nn.functional.interpolate(t, size=(size, size), mode="area")[0, 0].numpy()
     return np.clip(grey, 0.0, 1.0).astype(np.float32)
+
+
+def _painted(layers, what: str) -> Image.Image:
+    """An image editor's layers, each over the one below on a clear sheet (RGBA)."""
+    images = [open_image(layer, what).convert("RGBA") for layer in layers]
+    sheet = Image.new("RGBA", images[0].size, (0, 0, 0, 0))
+    for img in images:
+        sheet = Image.alpha_composite(sheet, img if img.size == sheet.size else img.resize(sheet.size))
+    return sheet
 
 
 WINDOW_ACCEPTED = "start,end with 0 <= start < end <= 1 (the fraction of the steps it is heard in, e.g. 0,0.6)"

@@ -77,6 +77,16 @@ class Modality:
     def reliability_param(self) -> str:
         return f"r_{self.name}"
 
+    @property
+    def map_param(self) -> str:
+        """/generate's reliability map of this modality: where it is heard (conditions.reliability_map)."""
+        return f"map_{self.name}"
+
+    @property
+    def window_param(self) -> str:
+        """/generate's window of this modality: when it is heard, 'start,end' (conditions.check_window)."""
+        return f"window_{self.name}"
+
     def __post_init__(self):
         if self.widget not in WIDGETS:
             raise ValueError(f"modality {self.name!r}: widget {self.widget!r}; accepted: {', '.join(WIDGETS)}")
