@@ -64,3 +64,29 @@ def test_a_step_window_reaches_the_server_and_changes_the_run(sp):
     assert "0% to 60% of the steps" in sp.page.locator("#sketch-window").inner_text()
     windowed, rec = run_and_get(sp)
     assert np.abs(windowed - uniform).mean() > 0.5 and "cached" not in rec["lines"][-1]["text"]
+
+
+WATCH_PROGRESS_JS = """() => {  // every progress line from now on
+  window.__lines = [];
+  new MutationObserver(() => window.__lines.push(document.querySelector('#progress').innerText))
+    .observe(document.querySelector('#progress'), {subtree: true, childList: true, characterData: true});
+}"""
+RAN_AGAIN_JS = "() => window.__lines.some((t) => /done in/.test(t))"  # a new run, computed to its end
+
+
+def test_in_live_mode_painting_a_map_or_moving_the_window_runs_again(sp):
+    sp.page.locator("#live input").check()  # turning live mode on starts a run
+    sp.page.wait_for_function("() => /done/.test(document.querySelector('#progress').innerText)", timeout=60_000)
+    sp.open_where("seg")
+    before = shown_image(sp.page, "result").astype(np.int16)
+    sp.page.evaluate(WATCH_PROGRESS_JS)
+    sp.paint_out("seg", 0.0, 0.5)
+    sp.page.wait_for_function(RAN_AGAIN_JS, timeout=60_000)
+    sp.page.wait_for_timeout(500)
+    assert np.abs(shown_image(sp.page, "result").astype(np.int16) - before).mean() > 0.5
+    sp.page.evaluate(WATCH_PROGRESS_JS)
+    handle = sp.page.locator("#seg-window input.range-lo")
+    handle.focus()
+    handle.press("ArrowRight")  # heard from 5% of the steps on
+    sp.page.wait_for_function(RAN_AGAIN_JS, timeout=60_000)
+    sp.page.locator("#live input").uncheck()

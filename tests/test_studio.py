@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from helpers import WORLDS, editor, request, rgba, run, run_inputs
 from unite_demo import limits
-from unite_demo.studio import pages, results, runs, threads
+from unite_demo.studio import pages, results, runs, strips, threads
 from unite_demo.studio.studio import Studio
 from unite_demo.worlds import registry as worlds
 from unite_demo.worlds.canvas import is_photo, photo_to_sketch, seg_from_editor, sketch_from_editor
@@ -430,3 +430,24 @@ def test_a_cards_map_and_window_go_with_its_input_only(world):
     assert off.reliability_maps == {} and off.windows == {} and "sketch is switched off" in " ".join(off.notes)
     uniform = request(world, sketch=sketch, map_sketch=pages.blank_reliability_map(sketch), window_sketch="0,1")
     assert uniform.reliability_maps == {} and uniform.windows == {}  # nothing painted, every step: today's run
+
+
+def test_the_explain_view_shows_each_expert_alone_with_its_own_map_and_window(world):
+    from unite_demo.studio.inputs import build_strip
+
+    left = np.ones((32, 32), np.float32)
+    left[:, :16] = 0
+    face = make_face(5, 32)
+    ask = dict(seg=editor(rgba(np.asarray(PALETTE_RGB)[face.seg])), sketch=face.sketch, text="a face with red hair",
+               seed=2, steps=3, view="experts")
+    strip = build_strip(world, run_inputs(**ask, map_sketch=left, window_text="0,0.5"))
+    by_label = dict(zip(strip.labels, strip.requests))
+    assert np.array_equal(by_label["sketch alone"].reliability_maps["sketch"], left)
+    assert by_label["text alone"].windows == {"text": (0.0, 0.5)} and by_label["segmentation alone"].windows == {}
+    assert by_label["product"].reliability_maps.keys() == {"sketch"}
+    plain = np.asarray(list(run(**ask))[-1].strip).astype(int)
+    painted = np.asarray(list(run(**ask, map_sketch=left, window_text="0,0.5"))[-1].strip).astype(int)
+    gap = strips.GAP
+    tile = (plain.shape[1] - 3 * gap) // 4  # seg, sketch, text alone, the product
+    changed = [np.abs(painted - plain)[:, k * (tile + gap):k * (tile + gap) + tile].mean() for k in range(4)]
+    assert changed[0] < 0.01 and min(changed[1:]) > 0.5, changed  # the segmentation alone is as it was
