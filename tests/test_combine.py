@@ -440,8 +440,9 @@ def test_conflict_is_high_where_two_experts_push_opposite_ways_and_0_elsewhere()
     poe = ProductOfExperts(experts, {"a": 1.0, "b": 2.0}, guidance=2.0, keep_conflict=True)
     poe(x, ab, {"a": push_a, "b": push_b})
     c = poe.last_conflict
-    assert c.shape == (2, 8, 8)
-    assert bool((_left(c) > 0.99).all()) and bool((c[..., 4:] < 1e-6).all())
+    assert c.shape == (2, 8, 8)  # over 3 x 3 pixels: the two columns at the border mix both halves
+    assert bool((c[..., :3] > 0.99).all()) and bool((c[..., 5:] < 1e-6).all())
+    assert bool((c[..., 3] > c[..., 4]).all()) and bool((c[..., 3:5] > 0.05).all())
     # one expert muted on the left: fewer than 2 push there, no conflict
     muted = ProductOfExperts(experts, {"a": 1.0, "b": 2.0}, guidance=2.0, keep_conflict=True, maps={"b": LEFT_OFF})
     muted(x, ab, {"a": push_a, "b": push_b})
@@ -454,3 +455,21 @@ def test_conflict_is_high_where_two_experts_push_opposite_ways_and_0_elsewhere()
     alone = ProductOfExperts(experts, {"a": 1.0, "b": 0.0}, keep_conflict=True)
     alone(x, ab, {"a": push_a, "b": push_b})
     assert torch.equal(alone.last_conflict, torch.zeros(2, 8, 8))
+
+
+def test_a_conflict_over_a_neighbourhood_reads_structure_through_channel_noise():
+    """Two experts whose pushes agree on the left and oppose on the right, plus noise as large as the
+    push: per pixel (3 channels) the halves blur into each other; over 3 x 3 pixels they separate."""
+    gen = torch.Generator().manual_seed(0)
+    push = torch.ones(1, 3, 16, 16)
+    other = push.clone()
+    other[..., 8:] *= -1
+    noisy = [t + 1.5 * torch.randn(t.shape, generator=gen) for t in (push, other)]
+    per_pixel, pooled = conflict_map(noisy), conflict_map(noisy, neighbourhood=3)
+
+    def contrast(c):  # the halves' difference over the speckle within them
+        left, right = c[..., :7], c[..., 9:]
+        return float(right.mean() - left.mean()) / float(torch.cat([left - left.mean(), right - right.mean()]).std())
+
+    assert contrast(pooled) > 2 and contrast(pooled) > 2 * contrast(per_pixel)
+    assert torch.equal(conflict_map(noisy, neighbourhood=1), per_pixel)  # a neighbourhood of 1: the pixel itself

@@ -146,12 +146,13 @@ def prior_weights(reliability: Mapping[str, Weight], beta: Mapping[str, float] |
     return {n: reliability[n] / total for n in names}
 
 
-def conflict_map(terms: Sequence[torch.Tensor]) -> torch.Tensor:
+def conflict_map(terms: Sequence[torch.Tensor], neighbourhood: int = 1) -> torch.Tensor:
     """Where the experts' guidance terms g_i (B,C,H,W) point different ways: per pixel, with the
     terms as vectors over the channels, 0.5 (1 - c), c the mean cosine over the pairs of experts
     weighted by |g_i| |g_j|, i.e. c = sum_{i<j} g_i.g_j / sum_{i<j} |g_i| |g_j|. -> (B,H,W) in [0, 1]:
     0 where the experts agree (or fewer than 2 push there), 0.5 where they are orthogonal, 1 where
-    they push opposite ways."""
+    they push opposite ways. neighbourhood k > 1: both sums are taken over each pixel's k x k
+    neighbourhood, so that a grid of few channels (3 in pixel space) does not read as noise."""
     b, _, h, w = terms[0].shape
     dots = terms[0].new_zeros(b, h, w)
     weight = terms[0].new_zeros(b, h, w)
@@ -160,9 +161,16 @@ def conflict_map(terms: Sequence[torch.Tensor]) -> torch.Tensor:
         for j in range(i + 1, len(terms)):
             dots = dots + (terms[i] * terms[j]).sum(1)
             weight = weight + norms[i] * norms[j]
+    if neighbourhood > 1:
+        pool = torch.nn.functional.avg_pool2d
+        dots, weight = (pool(t[:, None], neighbourhood, 1, neighbourhood // 2, count_include_pad=False)[:, 0]
+                        for t in (dots, weight))
     pushed = weight > 1e-12
     cosine = torch.where(pushed, dots / torch.where(pushed, weight, torch.ones_like(weight)), torch.ones_like(weight))
     return (0.5 * (1 - cosine)).clamp(0, 1)
+
+
+CONFLICT_NEIGHBOURHOOD = 3  # the conflict view's cosines are taken over 3 x 3 pixels of the experts' grid
 
 
 def map_on_grid(reliability_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -187,7 +195,8 @@ class ProductOfExperts:
     grid (an all-1 map is the number; an all-0 map turns the expert off). windows: per expert name,
     the alpha_bar interval (lo, hi) in which it is heard (sampler.alpha_bar_window); at a call whose
     alpha_bar lies outside, r_i = 0. keep_conflict: keep each call's conflict_map of the guidance
-    terms, (B,H,W), in `last_conflict` (zeros where fewer than 2 experts are heard).
+    terms over CONFLICT_NEIGHBOURHOOD, (B,H,W), in `last_conflict` (zeros where fewer than 2 experts are
+    heard).
     """
 
     def __init__(self, experts: Sequence[Expert], reliability: Mapping[str, float], guidance: float = 1.0,
@@ -333,7 +342,8 @@ class ProductOfExperts:
             eps = combine_eps(eps_null, eps_cond, [r[n] for n in names], [beta[n] for n in names], self.guidance,
                               self.options, x_t, alpha_bar)
             if self.keep_conflict:
-                self.last_conflict = conflict_map(guidance_terms(eps_null, eps_cond, [r[n] for n in names]))
+                self.last_conflict = conflict_map(guidance_terms(eps_null, eps_cond, [r[n] for n in names]),
+                                                  CONFLICT_NEIGHBOURHOOD)
             return self._clamp(eps, x_t, alpha_bar)
         return calls, finish
 
