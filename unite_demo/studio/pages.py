@@ -155,7 +155,7 @@ GUIDE_FADE = 0.3  # how much of the drawing the map painter's background keeps (
 
 def blank_reliability_map(guide=None, size: int = CANVAS) -> dict:
     """The map painter's value with nothing painted (heard everywhere, as the slider says): a clear layer
-    over `guide` faded (canvas.guide_image; None: white paper)."""
+    over `guide` faded (guide_image; None: white paper)."""
     return reliability_map_over(guide, None, size)
 
 
