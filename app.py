@@ -124,9 +124,6 @@ def generate(request: gr.Request = None, live=False, **params):
             run.close()
 
 
-optional_parameters(generate, [m.map_param for m in MODALITIES.values()])  # no map: heard everywhere
-
-
 def stop(shown, request: gr.Request):
     """Stop: the run is cancelled by the queue; a live run also sees its ticket superseded. The progress
     line says "stopped" only where a run was going (an idle page keeps its "done")."""
@@ -436,6 +433,7 @@ def build_page(run=generate) -> gr.Blocks:
             params.update({c.modality.map_param: c.where.twin, c.modality.window_param: c.where.window})
         map_twins = [c.where.twin for c in wheres]
         out = [shown[name] for name in outputs()]
+        optional_parameters(run, [c.modality.map_param for c in wheres])  # no map: heard everywhere
         run_evt = run_btn.click(None, canvases, twins, js=RUN_JS, api_visibility="private").then(
             run, None, out, inputs_kwargs=params, api_name="generate", concurrency_id="generate",
             show_progress="hidden")

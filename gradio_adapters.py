@@ -171,7 +171,8 @@ def optional_parameters(fn, names):
     sig = inspect.signature(fn)
     kept = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
     rest = [p for p in sig.parameters.values() if p.kind is p.VAR_KEYWORD]
-    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in names]
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in names
+             if n not in sig.parameters]
     fn.__signature__ = sig.replace(parameters=[*kept, *extra, *rest])
     return fn
 

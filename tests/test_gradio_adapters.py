@@ -3,6 +3,7 @@ around. A canary that fails after a gradio upgrade says that its adaptation may 
 tests of the page, tests/test_app.py and tests/test_server_hardening.py, say whether it still must)."""
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
@@ -280,3 +281,12 @@ def test_a_map_twin_takes_a_plain_image_file_as_its_layer(tmp_path):
     assert got.background is None and len(got.layers) == 1 and got.layers[0].path.endswith("mask.png")
     with pytest.raises(gr.Error, match="reliability map of seg: expected an image editor value"):
         data.model_validate("mask.png")
+
+
+def test_optional_parameters_may_be_given_again():
+    def fn(request=None, **params):
+        return ""
+
+    for _ in range(2):
+        gradio_adapters.optional_parameters(fn, ["a", "b"])
+    assert list(inspect.signature(fn).parameters) == ["request", "a", "b", "params"]

@@ -94,6 +94,8 @@ def test_the_dummy_modality_reaches_the_page_and_the_api(dummy_world):
     demo = app.build_page()
     params = [p["parameter_name"] for p in demo.get_api_info()["named_endpoints"]["/generate"]["parameters"]]
     assert params[:3] == ["seg", "sketch", "text"] and {"dummy", "dummy_on", "r_dummy"} <= set(params)
+    assert {"map_dummy", "window_dummy"} <= set(params)  # where and when it is heard, optional as the others'
+    assert app.build_page().get_api_info() == demo.get_api_info()  # a page built again asks the same
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
     assert {"dummy-input", "dummy-on", "dummy-reliability", "caption", "seg-painter"} <= ids
     demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
