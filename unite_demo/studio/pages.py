@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from unite_demo.limits import CANVAS, SEED
-from unite_demo.worlds.canvas import Palette, sketch_for_canvas
+from unite_demo.worlds.canvas import Palette, editor_rgba, flatten, sketch_for_canvas
 from unite_demo.worlds.conditions import ConditionError, open_image, seg_from_image
 from unite_demo.worlds.faces.data import FACES_PALETTE
 from unite_demo.worlds.faces.examples import load_examples
@@ -177,11 +177,8 @@ def reliability_map_over(guide, painted, size: int = CANVAS) -> dict:
 
 def guide_image(value, size: int = CANVAS) -> np.ndarray | None:
     """What a canvas shows (an image editor's value or an image) as (size,size,3) uint8 over white; None
-    when it holds nothing."""
-    if isinstance(value, dict):
-        value = next((value[k] for k in ("composite", "background") if value.get(k) is not None), None)
-    if value is None:
+    when it holds nothing (canvas.editor_rgba)."""
+    rgba = editor_rgba(value, "canvas")
+    if rgba is None:
         return None
-    img = open_image(value, "canvas").convert("RGBA").resize((size, size))
-    paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
-    return np.asarray(Image.alpha_composite(paper, img).convert("RGB"))
+    return flatten(np.asarray(Image.fromarray(rgba).resize((size, size))), (255, 255, 255))

@@ -28,7 +28,7 @@ def _editor_image(value):
     return value
 
 
-def _rgba(value, what: str) -> np.ndarray | None:
+def editor_rgba(value, what: str) -> np.ndarray | None:
     """Any image -> (H,W,4) uint8; None when there is no image or it is fully transparent."""
     img = _editor_image(value)
     if img is None:
@@ -39,7 +39,7 @@ def _rgba(value, what: str) -> np.ndarray | None:
     return rgba
 
 
-def _flatten(rgba: np.ndarray, paper: tuple[int, int, int]) -> np.ndarray:
+def flatten(rgba: np.ndarray, paper: tuple[int, int, int]) -> np.ndarray:
     """(H,W,4) over an opaque `paper` colour -> (H,W,3) uint8."""
     a = rgba[..., 3:4].astype(np.float32) / 255.0
     out = rgba[..., :3].astype(np.float32) * a + np.array(paper, np.float32) * (1 - a)
@@ -49,7 +49,7 @@ def _flatten(rgba: np.ndarray, paper: tuple[int, int, int]) -> np.ndarray:
 def seg_from_editor(value, size: int, *, palette: Palette) -> np.ndarray | None:
     """Painted map -> (size,size) class ids by nearest colour of the world's palette (unpainted = its
     first class); None when nothing but that class is there (the segmentation expert is then off)."""
-    rgba = _rgba(value, "segmentation map")
+    rgba = editor_rgba(value, "segmentation map")
     if rgba is None:
         return None
     ids = seg_from_image(rgba, size, strict=False, palette=palette)
@@ -98,19 +98,19 @@ def sketch_from_editor(value) -> SketchInput:
     """The sketch canvas (or an uploaded drawing or photo) -> the drawing handed to the world.
     Transparent canvas pixels are paper (white). A photo becomes its Canny edges, plus any strokes
     drawn over it."""
-    rgba = _rgba(value, "sketch")
+    rgba = editor_rgba(value, "sketch")
     if rgba is None:
         return SketchInput(None, note="sketch canvas is empty: the sketch expert is off")
-    background = _rgba(value.get("background"), "sketch") if isinstance(value, dict) else rgba
+    background = editor_rgba(value.get("background"), "sketch") if isinstance(value, dict) else rgba
     if background is not None:
-        paper = _flatten(background, (255, 255, 255))
+        paper = flatten(background, (255, 255, 255))
         if is_photo(paper):
             edges = photo_to_sketch(paper)
             strokes = _layer_strokes(value.get("layers"), edges.shape[0]) if isinstance(value, dict) else None
             if strokes is not None:
                 edges = np.maximum(edges, strokes)
             return SketchInput(edges, True, "a photo was given: the sketch is its edges (OpenCV Canny)")
-    return SketchInput(_flatten(rgba, (255, 255, 255)))
+    return SketchInput(flatten(rgba, (255, 255, 255)))
 
 
 def sketch_for_canvas(sketch: np.ndarray, size: int = CANVAS) -> np.ndarray:
